@@ -1,0 +1,96 @@
+"""Minimal training and evaluation loops for classifiers (Adam + cross-entropy)."""
+from __future__ import annotations
+
+from typing import Iterable, List, Optional, Union
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+__all__ = ["train_classifier", "accuracy"]
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    for tensor in model.parameters():
+        return tensor.device
+    for tensor in model.buffers():
+        return tensor.device
+    return torch.device("cpu")
+
+
+def train_classifier(
+    model: nn.Module,
+    loader: Iterable,
+    epochs: int = 1,
+    lr: float = 1e-3,
+    device: Union[str, torch.device] = "cpu",
+    progress: bool = True,
+    weight_decay: float = 0.0,
+) -> List[float]:
+    """Train ``model`` in place with Adam on the cross-entropy loss.
+
+    Only parameters with ``requires_grad`` are optimised (frozen weights, e.g. under a supermask, stay
+    fixed). Batches are ``(inputs, labels, *extra)``; extra entries are ignored. The model is moved to
+    ``device`` and left in train mode.
+
+    Returns
+    -------
+    list of float
+        Mean training loss of each epoch.
+    """
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
+        raise ValueError(f"epochs must be a non-negative int, got {epochs!r}")
+    if not lr > 0:
+        raise ValueError(f"lr must be positive, got {lr!r}")
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("model has no parameters with requires_grad=True to train")
+    device = torch.device(device)
+    model.to(device)
+    model.train()
+    optimizer = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    loss_fn = nn.CrossEntropyLoss()
+    try:
+        total = epochs * len(loader)  # type: ignore[arg-type]
+    except TypeError:
+        total = None
+    losses: List[float] = []
+    with tqdm(total=total, disable=not progress, desc="train", leave=False) as bar:
+        for epoch in range(epochs):
+            running, count = 0.0, 0
+            for batch in loader:
+                x, y = batch[0].to(device), batch[1].to(device)
+                optimizer.zero_grad(set_to_none=True)
+                loss = loss_fn(model(x), y)
+                loss.backward()
+                optimizer.step()
+                running += loss.item() * len(y)
+                count += len(y)
+                bar.update(1)
+                bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.3f}")
+            if count == 0:
+                raise ValueError("loader yielded no batches")
+            losses.append(running / count)
+    return losses
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, loader: Iterable, device: Optional[Union[str, torch.device]] = None) -> float:
+    """Fraction of correctly classified samples, evaluated in eval mode (the previous mode is restored).
+
+    ``device`` defaults to the device of the model's parameters. Batches are ``(inputs, labels, *extra)``.
+    """
+    device = _model_device(model) if device is None else torch.device(device)
+    was_training = model.training
+    model.eval()
+    correct, count = 0, 0
+    try:
+        for batch in loader:
+            x, y = batch[0].to(device), batch[1].to(device)
+            correct += (model(x).argmax(dim=-1) == y).sum().item()
+            count += len(y)
+    finally:
+        model.train(was_training)
+    if count == 0:
+        raise ValueError("loader yielded no samples")
+    return correct / count

@@ -1,0 +1,35 @@
+"""Coefficient layers: masked / supermask versions of supported layers, ``OrbitLinear``, conversion."""
+from ._convert import (GlobalTopK, coefficient_layers, export, fold, freeze, load_masks, mask_model, masks_of,
+                       refresh, save_masks, score_parameters, supermask)
+from ._masked import MaskedConv1d, MaskedConv2d, MaskedConv3d, MaskedLayer, MaskedLinear
+
+_ESCNN_NAMES = ("OrbitLinear", "MaskedR2Conv", "MaskedR3Conv", "MaskedEscnnLinear", "MaskedOrbitLinear")
+
+__all__ = [
+    "GlobalTopK",
+    "MaskedConv1d",
+    "MaskedConv2d",
+    "MaskedConv3d",
+    "MaskedLayer",
+    "MaskedLinear",
+    "coefficient_layers",
+    "export",
+    "fold",
+    "freeze",
+    "load_masks",
+    "mask_model",
+    "masks_of",
+    "refresh",
+    "save_masks",
+    "score_parameters",
+    "supermask",
+    *_ESCNN_NAMES,
+]
+
+
+def __getattr__(name):  # escnn layers are imported on first use: escnn is an optional dependency
+    if name in _ESCNN_NAMES:
+        from . import _masked_escnn, _orbit_linear
+
+        return getattr(_masked_escnn, name, None) or getattr(_orbit_linear, name)
+    raise AttributeError(f"module 'equislt.nn' has no attribute {name!r}")

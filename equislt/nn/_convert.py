@@ -1,0 +1,252 @@
+"""Model-level conversion: wrap supported layers with masks or supermasks, fold masks out, export.
+
+Data flow: ``blocks`` (bases) → ``Masked*`` layers (this package) → masks → construction / search.
+"""
+from __future__ import annotations
+
+import copy
+import zlib
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
+
+import torch
+from torch import nn
+
+from .._compat import escnn_loaded
+from ..basis import coefficient_names, init_std, is_coefficient_layer
+from ..masks import CoefficientMask, Supermask, global_allocation
+from ..masks._io import pack_all, unpack_all
+from ._masked import MaskedLayer, masked_class_for
+
+__all__ = [
+    "GlobalTopK",
+    "coefficient_layers",
+    "export",
+    "fold",
+    "freeze",
+    "load_masks",
+    "mask_model",
+    "masks_of",
+    "refresh",
+    "save_masks",
+    "score_parameters",
+    "supermask",
+]
+
+WEIGHT_INITS = ("normal", "uniform", "signed_constant")
+
+
+def _masked_class(module: nn.Module):
+    if escnn_loaded():
+        from . import _masked_escnn  # noqa: F401  (registers the escnn masked classes)
+    cls = masked_class_for(type(module))
+    if cls is None:
+        raise TypeError(f"equislt: no masked layer for {type(module).__name__}")
+    return cls
+
+
+def coefficient_layers(model: nn.Module) -> Iterator[Tuple[str, nn.Module]]:
+    """``(path, layer)`` for every layer of ``model`` whose coefficient basis equislt knows."""
+    for path, module in model.named_modules():
+        if isinstance(module, MaskedLayer) or (is_coefficient_layer(module) and _has_masked_class(module)):
+            yield path, module
+
+
+def _has_masked_class(module: nn.Module) -> bool:
+    try:
+        _masked_class(module)
+        return True
+    except TypeError:
+        return False
+
+
+def _replace(model: nn.Module, path: str, new: nn.Module) -> nn.Module:
+    if path == "":
+        return new
+    parent_path, _, name = path.rpartition(".")
+    parent = model.get_submodule(parent_path) if parent_path else model
+    setattr(parent, name, new)
+    return model
+
+
+def _convert(model: nn.Module, make_mask: Callable[[str, nn.Module], nn.Module],
+             select: Optional[Callable[[str, nn.Module], bool]]) -> nn.Module:
+    for path, layer in list(coefficient_layers(model)):
+        if isinstance(layer, MaskedLayer) or (select is not None and not select(path, layer)):
+            continue
+        wrapped = _masked_class(layer).wrap(layer, make_mask(path, layer))
+        wrapped.train(layer.training)
+        model = _replace(model, path, wrapped)
+    return model
+
+
+def mask_model(model: nn.Module, select: Optional[Callable[[str, nn.Module], bool]] = None) -> nn.Module:
+    """Wrap every supported layer (or those ``select(path, layer)`` accepts) in place with an all-ones
+    :class:`~equislt.masks.CoefficientMask`. Returns the model (or the wrapped layer if ``model`` is a layer)."""
+    def make(path, layer):
+        return CoefficientMask({n: getattr(layer, n).shape for n in coefficient_names(layer)})
+
+    return _convert(model, make, select)
+
+
+def _stream(seed: int, path: str, purpose: str) -> torch.Generator:
+    return torch.Generator().manual_seed(zlib.crc32(f"{seed}/{path}/{purpose}".encode()) + seed * 7919)
+
+
+def _redraw(layer: nn.Module, std: Dict[str, torch.Tensor], generator: torch.Generator, weight_init: str) -> None:
+    with torch.no_grad():
+        for name, s in std.items():
+            param = getattr(layer, name)
+            if weight_init == "normal":
+                value = torch.randn(s.shape, generator=generator, dtype=s.dtype) * s
+            elif weight_init == "uniform":
+                value = (torch.rand(s.shape, generator=generator, dtype=s.dtype) * 2 - 1) * s * 3**0.5
+            else:  # signed_constant: ±std (Ramanujan et al. 2020)
+                value = torch.where(torch.rand(s.shape, generator=generator) < 0.5, -s, s)
+            param.copy_(value.to(param.dtype))
+            param.requires_grad_(False)
+
+
+class GlobalTopK:
+    """Forward pre-hook on the root model: one global budget ``n_keep(total, sparsity)`` split across all
+    supermask tensors by global ``|score|`` rank, recomputed before every forward (so it follows training)."""
+
+    def __init__(self, sparsity: float):
+        self.sparsity = float(sparsity)
+
+    def __call__(self, model: nn.Module, inputs=None) -> None:
+        sources = [m.mask for _, m in coefficient_layers(model)
+                   if isinstance(m, MaskedLayer) and isinstance(m.mask, Supermask)]
+        entries = [(s, n) for s in sources for n in s.names]
+        counts = global_allocation([s.scores(n) for s, n in entries], self.sparsity)
+        with torch.no_grad():
+            for (source, name), k in zip(entries, counts):
+                source.set_keep(name, k)
+
+    def __repr__(self) -> str:
+        return f"GlobalTopK(sparsity={self.sparsity})"
+
+
+def supermask(model: nn.Module, sparsity: float, scope: str = "layer", seed: int = 0,
+              weight_init: str = "signed_constant",
+              select: Optional[Callable[[str, nn.Module], bool]] = None) -> nn.Module:
+    """Edge-popup swap-in: turn the supported layers of ``model`` into supermask layers, in place.
+
+    Each layer's coefficients are re-drawn from ``seed`` (per layer path, so a ticket is regenerated from
+    the seed and the architecture) with the layer family's per-coefficient init std ``s``:
+    ``"signed_constant"`` (±s), ``"normal"`` (N(0, s²)) or ``"uniform"`` (same variance), then frozen. One
+    score per coefficient starts at ``U(-s, s)``; the mask keeps the top ``1 - sparsity`` of ``|score|`` per
+    coefficient tensor (``scope="layer"``) or over the whole model (``scope="global"``). All other parameters
+    of the model are frozen too: the optimizer should get :func:`score_parameters`.
+    """
+    if scope not in ("layer", "global"):
+        raise ValueError(f"supermask: scope must be 'layer' or 'global', got {scope!r}")
+    if weight_init not in WEIGHT_INITS:
+        raise ValueError(f"supermask: weight_init must be one of {WEIGHT_INITS}, got {weight_init!r}")
+
+    def make(path, layer):
+        std = {n: s for n, s in init_std(layer).items() if s is not None}
+        _redraw(layer, std, _stream(seed, path, "coefficients"), weight_init)
+        return Supermask(std, sparsity, generator=_stream(seed, path, "scores"))
+
+    model = _convert(model, make, select)
+    for name, param in model.named_parameters():
+        param.requires_grad_(name.endswith("_scores"))
+    for hook_id, hook in list(model._forward_pre_hooks.items()):
+        if isinstance(hook, GlobalTopK):
+            del model._forward_pre_hooks[hook_id]
+    if scope == "global":
+        hook = GlobalTopK(sparsity)
+        model.register_forward_pre_hook(hook)
+        hook(model)
+    return model
+
+
+def score_parameters(model: nn.Module) -> List[nn.Parameter]:
+    """The supermask scores of ``model``: the only parameters the search optimizer should see."""
+    return [m.mask.scores(n) for _, m in coefficient_layers(model)
+            if isinstance(m, MaskedLayer) and isinstance(m.mask, Supermask) for n in m.mask.names]
+
+
+def refresh(model: nn.Module) -> nn.Module:
+    """Bring derived state up to date before evaluation/export: global budgets and eval-mode filter caches."""
+    for hook in model._forward_pre_hooks.values():
+        if isinstance(hook, GlobalTopK):
+            hook(model)
+    for _, layer in coefficient_layers(model):
+        if isinstance(layer, MaskedLayer) and hasattr(layer, "refresh") and not layer.training:
+            layer.refresh()
+    return model
+
+
+def masks_of(model: nn.Module) -> Dict[str, Dict[str, torch.Tensor]]:
+    """Current bool masks ``{layer path: {coefficient name: mask}}`` of all masked layers."""
+    refresh(model)
+    return {path: {n: layer.mask.mask(n).clone() for n in layer.mask.names}
+            for path, layer in coefficient_layers(model) if isinstance(layer, MaskedLayer)}
+
+
+def freeze(model: nn.Module) -> nn.Module:
+    """Replace every supermask by a fixed :class:`~equislt.masks.CoefficientMask` holding its current mask."""
+    for path, named in masks_of(model).items():
+        layer = model.get_submodule(path) if path else model
+        if isinstance(layer.mask, Supermask):
+            fixed = CoefficientMask({n: m.shape for n, m in named.items()})
+            for n, m in named.items():
+                fixed.set(n, m)
+            layer.mask = fixed
+    for hook_id, hook in list(model._forward_pre_hooks.items()):
+        if isinstance(hook, GlobalTopK):
+            del model._forward_pre_hooks[hook_id]
+    return model
+
+
+def save_masks(model: nn.Module, path) -> None:
+    """Save the masks alone, bit-packed (about 1 bit per coefficient)."""
+    torch.save({"format": "equislt.masks/1", "masks": pack_all(masks_of(model))}, path)
+
+
+def load_masks(model: nn.Module, source) -> nn.Module:
+    """Load masks (a path from :func:`save_masks` or a ``{path: {name: mask}}`` dict) into ``model``.
+
+    Unmasked supported layers are wrapped first; supermask layers are frozen to fixed masks.
+    """
+    if not isinstance(source, dict):
+        payload = torch.load(source, weights_only=False)
+        if payload.get("format") != "equislt.masks/1":
+            raise ValueError(f"load_masks: {source} is not an equislt mask file")
+        source = unpack_all(payload["masks"])
+    paths = set(source)
+    model = mask_model(model, select=lambda p, _: p in paths)
+    freeze(model)
+    for path, named in source.items():
+        try:
+            layer = model.get_submodule(path) if path else model
+        except AttributeError as err:
+            raise ValueError(f"load_masks: the model has no layer {path!r}") from err
+        if not isinstance(layer, MaskedLayer):
+            raise ValueError(f"load_masks: layer {path!r} ({type(layer).__name__}) cannot be masked")
+        for name, mask in named.items():
+            layer.mask.set(name, mask)
+    return model
+
+
+def fold(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` where every masked layer is its plain base layer with the zeros folded in."""
+    refresh(model)
+    model = copy.deepcopy(model)
+    for path, layer in list(coefficient_layers(model)):
+        if isinstance(layer, MaskedLayer):
+            model = _replace(model, path, layer.unmasked())
+    for hook_id, hook in list(model._forward_pre_hooks.items()):
+        if isinstance(hook, GlobalTopK):
+            del model._forward_pre_hooks[hook_id]
+    return model
+
+
+def export(model: nn.Module) -> nn.Module:
+    """A plain torch model with identical outputs: :func:`fold`, then escnn's ``export()`` if the root is an
+    escnn module (a torch root keeps its escnn submodules, whose ``forward`` takes GeometricTensors)."""
+    folded = fold(model)
+    if callable(getattr(folded, "export", None)):
+        return folded.export()
+    return folded

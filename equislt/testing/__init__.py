@@ -1,0 +1,12 @@
+"""Test utilities shipped with the package, so users can check their own modules."""
+from ._equivariance import (EquivarianceReport, assert_equivariant, equivariance_error, escnn_equivariance_error,
+                            grid_exact_elements, node_permutation_error)
+
+__all__ = [
+    "EquivarianceReport",
+    "assert_equivariant",
+    "equivariance_error",
+    "escnn_equivariance_error",
+    "grid_exact_elements",
+    "node_permutation_error",
+]

@@ -1,0 +1,138 @@
+"""Equivariance errors under explicit group actions, in train and eval mode (no printing, no downloads).
+
+For a module ``f``, an input ``x`` and group elements ``g`` acting on inputs by ``ρ_in(g)`` and on outputs
+by ``ρ_out(g)``, the error is ``max|f(ρ_in(g) x) − ρ_out(g) f(x)| / max|f(x)|`` (relative to the output
+scale, so one tolerance fits any init). escnn's own ``R2Conv.check_equivariance`` downloads an image and
+prints; do not use it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Dict, Iterable, Optional, Sequence, Tuple
+
+import torch
+
+__all__ = [
+    "EquivarianceReport",
+    "equivariance_error",
+    "escnn_equivariance_error",
+    "grid_exact_elements",
+    "node_permutation_error",
+    "assert_equivariant",
+]
+
+Action = Tuple[str, Callable, Callable]  # (name, act on input, act on output)
+
+
+@dataclass
+class EquivarianceReport:
+    """Errors by ``(mode, element)``; ``max()`` over all or one mode."""
+
+    errors: Dict[Tuple[str, str], float] = field(default_factory=dict)
+
+    def max(self, mode: Optional[str] = None) -> float:
+        values = [e for (m, _), e in self.errors.items() if mode is None or m == mode]
+        return max(values) if values else 0.0
+
+    def __repr__(self) -> str:
+        modes = sorted({m for m, _ in self.errors})
+        parts = ", ".join(f"{m}: {self.max(m):.2e}" for m in modes)
+        return f"EquivarianceReport(max {parts}; {len(self.errors)} checks)"
+
+
+def _as_tensor(y):
+    return y.tensor if hasattr(y, "tensor") and hasattr(y, "type") else y
+
+
+def _scale(y: torch.Tensor) -> float:
+    return float(y.abs().max()) + 1e-12
+
+
+def equivariance_error(fn: Callable, x, actions: Iterable[Action], modes: Sequence[str] = ("train", "eval"),
+                       module: Optional[torch.nn.Module] = None) -> EquivarianceReport:
+    """Relative equivariance error of ``fn`` for each action and mode.
+
+    ``x`` is the input (passed as ``fn(*x)`` if it is a tuple); ``actions`` are ``(name, act_in, act_out)``
+    with ``act_in(x)`` the transformed input and ``act_out(y)`` the transformed output. ``module`` (default
+    ``fn``) is switched to each mode and restored afterwards.
+    """
+    module = fn if module is None else module
+    call = (lambda inp: fn(*inp)) if isinstance(x, tuple) else fn
+    actions = list(actions)
+    report = EquivarianceReport()
+    was_training = module.training
+    try:
+        for mode in modes:
+            if mode not in ("train", "eval"):
+                raise ValueError(f"equivariance_error: mode must be 'train' or 'eval', got {mode!r}")
+            module.train(mode == "train")
+            with torch.no_grad():
+                y = call(x)
+                scale = _scale(_as_tensor(y))
+                for name, act_in, act_out in actions:
+                    diff = _as_tensor(call(act_in(x))) - _as_tensor(act_out(y))
+                    report.errors[(mode, name)] = float(diff.abs().max()) / scale
+    finally:
+        module.train(was_training)
+    return report
+
+
+def grid_exact_elements(gspace) -> list:
+    """The test elements of an escnn gspace that act exactly on a pixel/voxel grid: those whose action on the
+    base space is a signed permutation matrix (rotations by multiples of 90°, flips, the octahedral group)."""
+    if gspace.dimensionality == 0:
+        return list(gspace.testing_elements)
+    exact = []
+    for g in gspace.testing_elements:
+        action = torch.as_tensor(gspace.basespace_action(g), dtype=torch.float64)
+        if torch.allclose(action, action.round(), atol=1e-9):
+            exact.append(g)
+    return exact
+
+
+def escnn_equivariance_error(module, x=None, elements=None, modes: Sequence[str] = ("train", "eval"),
+                             spatial: int = 11, batch: int = 3) -> EquivarianceReport:
+    """Equivariance error of an escnn module under ``GeometricTensor.transform(g)``.
+
+    ``x`` defaults to a random input of ``spatial`` size (odd, so 90° rotations are exact about the centre);
+    ``elements`` defaults to :func:`grid_exact_elements` of the input's gspace.
+    """
+    from .._compat import import_escnn
+
+    escnn = import_escnn()
+    if x is None:
+        gspace = module.in_type.gspace
+        shape = (batch, module.in_type.size) + (spatial,) * gspace.dimensionality
+        x = escnn.nn.GeometricTensor(torch.randn(*shape), module.in_type)
+    if elements is None:
+        elements = grid_exact_elements(x.type.gspace)
+    actions = [(str(g), (lambda t, g=g: t.transform(g)), (lambda t, g=g: t.transform(g))) for g in elements]
+    return equivariance_error(module, x, actions, modes)
+
+
+def node_permutation_error(module, x: torch.Tensor, edge_index: torch.Tensor, perms: Iterable[torch.Tensor] = (),
+                           n_perms: int = 3, node_level: bool = True, modes: Sequence[str] = ("train", "eval"),
+                           generator: Optional[torch.Generator] = None) -> EquivarianceReport:
+    """Error of a message-passing model ``module(x, edge_index)`` under node relabelling.
+
+    A permutation ``perm`` maps new node ``i`` to old node ``perm[i]``: ``x' = x[perm]``,
+    ``edge_index' = inv[edge_index]``; node-level outputs must satisfy ``y' = y[perm]``, graph-level ``y' = y``.
+    """
+    n = x.shape[0]
+    perms = list(perms) or [torch.randperm(n, generator=generator) for _ in range(n_perms)]
+    actions = []
+    for i, perm in enumerate(perms):
+        inv = torch.empty_like(perm)
+        inv[perm] = torch.arange(n)
+        act_in = (lambda inp, perm=perm, inv=inv: (inp[0][perm], inv[inp[1]]))
+        act_out = (lambda y, perm=perm: y[perm]) if node_level else (lambda y: y)
+        actions.append((f"perm{i}", act_in, act_out))
+    return equivariance_error(module, (x, edge_index), actions, modes)
+
+
+def assert_equivariant(report: EquivarianceReport, atol: float) -> None:
+    """Raise an AssertionError listing the checks whose relative error exceeds ``atol``."""
+    bad = {k: v for k, v in report.errors.items() if not v <= atol}
+    if bad:
+        lines = "\n".join(f"  {mode} {name}: {err:.3e}" for (mode, name), err in sorted(bad.items()))
+        raise AssertionError(f"equivariance error above {atol:.1e}:\n{lines}")
