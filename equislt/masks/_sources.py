@@ -86,7 +86,8 @@ class Supermask(nn.Module):
         return topk_mask(self.scores(name), self.keep(name))
 
     def apply(self, name: str, coefficients: torch.Tensor) -> torch.Tensor:
-        return coefficients * straight_through_topk(self.scores(name), self.keep(name))
+        # through |score|: autograd carries the sign, so a useful coefficient's |score| grows whatever its sign
+        return coefficients * straight_through_topk(self.scores(name).abs(), self.keep(name))
 
     def state_key(self) -> Tuple:
         return _version_key(t for n in self.names for t in (self.scores(n), getattr(self, f"{n}_keep")))

@@ -11,7 +11,7 @@ not pooled.
 from __future__ import annotations
 
 import re
-from typing import List, Sequence, Tuple
+from typing import Any, List, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -193,7 +193,7 @@ def steerable_cnn(
     return SteerableCNN(group, channels, kernel_size, num_classes, input_size, invariant, width, in_channels)
 
 
-def c4_steerable_cnn(**kwargs) -> SteerableCNN:
+def c4_steerable_cnn(**kwargs: Any) -> SteerableCNN:
     """:func:`steerable_cnn` with ``group="c4"``."""
     if "group" in kwargs:
         raise ValueError("group must not be given to c4_steerable_cnn (it is 'c4')")

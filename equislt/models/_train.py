@@ -67,7 +67,7 @@ def train_classifier(
                 running += loss.item() * len(y)
                 count += len(y)
                 bar.update(1)
-                bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.3f}")
+                bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.3f}", refresh=False)
             if count == 0:
                 raise ValueError("loader yielded no batches")
             losses.append(running / count)

@@ -1,0 +1,272 @@
+r"""Exact batched Subset-Sum by meet-in-the-middle (Horowitz--Sahni).
+
+For one row with summands :math:`x \in \mathbb{R}^N` and target :math:`t`, split
+the indices into halves :math:`A` (first :math:`h_1 = \lceil N/2 \rceil`) and
+:math:`B`.  Every subset is :math:`S = S_A \cup S_B`, so
+
+.. math::  \min_S \Big|\sum_{i\in S} x_i - t\Big|
+           = \min_{a \in \Sigma_A,\; u \in U} |a - u|,
+   \qquad \Sigma_A = \{\textstyle\sum_{S_A} x\},\quad U = \{t - \textstyle\sum_{S_B} x\}.
+
+The closest pair between two finite sets of reals is adjacent in their sorted
+union (any point strictly between them would form a closer cross pair), so one
+sort of :math:`2^{h_1} + 2^{h_2}` numbers per row solves the row exactly:
+:math:`O(2^{N/2} N)` time.  Rows are processed in memory-bounded chunks: with
+batched torch ops (``torch.sort`` + labels) on accelerators, and on CPU with a
+numpy value sort (set label in the lowest mantissa bit) over threads.
+
+*Fewest mode.*  With ``tol`` we look for a within-tolerance subset with the
+fewest elements: :math:`\min\{|S_A| + |S_B| : |a - u| \le \mathrm{tol}\}`.  Sort
+:math:`U`; for each :math:`a` the admissible partners form the contiguous window
+:math:`[a-\mathrm{tol}, a+\mathrm{tol}]` of sorted :math:`U` (two searchsorted
+calls) and the smallest popcount in that window is a range-minimum query,
+answered in :math:`O(1)` from a sparse table.  This is exact, as it minimises
+over all pairs.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import torch
+
+from ._inputs import finish, prepare
+from ._report import SubsetSumResult
+
+__all__ = ["MAX_N", "solve"]
+
+MAX_N = 32
+"""Largest ``N`` supported by :func:`solve` (2^16 half-sums per half and row)."""
+
+_BIG = torch.iinfo(torch.int64).max // 4
+
+_CPU_CHUNK_BYTES = 2**22  # per-thread working set of the numpy CPU path
+
+_bits_cache: dict[tuple[int, str], torch.Tensor] = {}
+
+
+def _bits(h: int, device: torch.device) -> torch.Tensor:
+    """``[2^h, h]`` float64 table whose row ``k`` holds the binary digits of ``k``."""
+    key = (h, str(device))
+    b = _bits_cache.get(key)
+    if b is None:
+        k = torch.arange(1 << h, device=device)
+        b = ((k[:, None] >> torch.arange(h, device=device)) & 1).to(torch.float64)
+        _bits_cache[key] = b
+    return b
+
+
+def _floor_log2(x: torch.Tensor) -> torch.Tensor:
+    """Exact ``floor(log2(x))`` for positive int64 ``x`` (float estimate + fix-up)."""
+    j = torch.floor(torch.log2(x.to(torch.float64))).to(torch.int64)
+    j = j - ((1 << j) > x).to(torch.int64)
+    return j + ((1 << (j + 1)) <= x).to(torch.int64)
+
+
+def _row_bytes(m_a: int, m_b: int, n: int, fewest: bool) -> int:
+    """Conservative peak bytes per row of one chunk."""
+    b = 96 * (m_a + m_b) + 64 * n
+    if fewest:
+        levels = max(m_b.bit_length(), 1)
+        b += 8 * m_b * (levels + 6) + 64 * m_a
+    return b
+
+
+def _closest(
+    sa: torch.Tensor, u: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices ``(i, j)`` minimising ``|sa[:, i] - u[:, j]|`` per row (union sort)."""
+    m_a = sa.shape[1]
+    z = torch.cat([sa, u], dim=1)
+    zs, perm = torch.sort(z, dim=1)
+    del z
+    is_b = perm >= m_a
+    gap = zs[:, 1:] - zs[:, :-1]
+    gap.masked_fill_(is_b[:, 1:] == is_b[:, :-1], float("inf"))
+    k = gap.argmin(dim=1, keepdim=True)
+    p0 = perm.gather(1, k).squeeze(1)
+    p1 = perm.gather(1, k + 1).squeeze(1)
+    first_a = p0 < m_a
+    ia = torch.where(first_a, p0, p1)
+    jb = torch.where(first_a, p1, p0) - m_a
+    return ia, jb
+
+
+def _half_sums_np(x: np.ndarray) -> np.ndarray:
+    """All ``2^h`` subset sums of the rows of ``x`` [r, h]; bit ``i`` of the column index = element ``i``."""
+    r, h = x.shape
+    s = np.empty((r, 1 << h))
+    s[:, 0] = 0.0
+    w = 1
+    for i in range(h):  # S_{i+1} = [S_i, S_i + x_i]
+        np.add(s[:, :w], x[:, i : i + 1], out=s[:, w : 2 * w])
+        w *= 2
+    return s
+
+
+def _closest_np(v: np.ndarray, t: np.ndarray, h_a: int) -> tuple[np.ndarray, np.ndarray]:
+    """CPU version of :func:`_closest` for one chunk, from the summands directly.
+
+    The set label (A or U) is stored in the lowest mantissa bit, so a plain
+    value sort (no index tracking) suffices; this perturbs each half sum by at
+    most one ulp, and the closest pair is exact for the perturbed values.
+    """
+    sa = _half_sums_np(v[:, :h_a])
+    m_a = sa.shape[1]
+    z = np.concatenate([sa, t[:, None] - _half_sums_np(v[:, h_a:])], axis=1)
+    zi = z.view(np.int64)
+    zi[:, :m_a] &= ~np.int64(1)
+    zi[:, m_a:] |= np.int64(1)
+    zs = np.sort(z, axis=1)
+    lab = zs.view(np.int64) & 1
+    gap = np.diff(zs, axis=1)
+    gap[lab[:, 1:] == lab[:, :-1]] = np.inf
+    k = gap.argmin(axis=1)[:, None]
+    z0 = np.take_along_axis(zs, k, 1)
+    z1 = np.take_along_axis(zs, k + 1, 1)
+    first_a = np.take_along_axis(lab, k, 1) == 0
+    za = np.where(first_a, z0, z1)
+    zu = np.where(first_a, z1, z0)
+    ia = (z[:, :m_a] == za).argmax(axis=1)
+    jb = (z[:, m_a:] == zu).argmax(axis=1)
+    return ia, jb
+
+
+def _fewest(
+    sa: torch.Tensor, u: torch.Tensor, tol: float, h_a: int, h_b: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Fewest-elements pair with ``|sa_i - u_j| <= tol``; returns ``(ok, i, j)``."""
+    dev = sa.device
+    r, m_b = u.shape
+    us, uperm = torch.sort(u, dim=1)
+    pc_a = _bits(h_a, dev).sum(1).to(torch.int64)  # popcount of A-index
+    pc_b = _bits(h_b, dev).sum(1).to(torch.int64)
+    pos = torch.arange(m_b, device=dev)
+    # key = popcount * m_b + position: its minimum gives min popcount (leftmost).
+    key = pc_b[uperm] * m_b + pos
+    levels = [key]
+    step = 1
+    while 2 * step <= m_b:
+        prev = levels[-1]
+        nxt = prev.clone()
+        nxt[:, : m_b - step] = torch.minimum(prev[:, : m_b - step], prev[:, step:])
+        levels.append(nxt)
+        step *= 2
+    table = torch.stack(levels, dim=1).reshape(r, -1)  # [r, L * m_b]
+    del levels
+    lo = torch.searchsorted(us, sa - tol, side="left")
+    hi = torch.searchsorted(us, sa + tol, side="right")
+    length = hi - lo
+    nonempty = length > 0
+    j = _floor_log2(length.clamp(min=1))
+    lo_c = lo.clamp(max=m_b - 1)
+    right = (hi - (1 << j)).clamp(min=0, max=m_b - 1)
+    q = torch.minimum(table.gather(1, j * m_b + lo_c), table.gather(1, j * m_b + right))
+    del table
+    total = torch.where(nonempty, pc_a + q // m_b, torch.full_like(q, _BIG))
+    best, ia = total.min(dim=1)
+    ok = best < _BIG
+    qpos = (q.gather(1, ia[:, None]).squeeze(1) % m_b).clamp(min=0)
+    jb = uperm.gather(1, qpos[:, None]).squeeze(1)
+    return ok, ia, jb
+
+
+def solve(
+    values: Any,
+    targets: Any,
+    valid: Any = None,
+    *,
+    tol: float | None = None,
+    fewest: bool = False,
+    max_memory_bytes: int = 2**30,
+    device: Any = None,
+) -> SubsetSumResult:
+    r"""Solve ``P`` independent Subset-Sum problems exactly (meet-in-the-middle).
+
+    For each row ``p`` find :math:`S \subseteq \{i : \mathrm{valid}_{p,i}\}`
+    minimising :math:`|\sum_{i \in S} x_{p,i} - t_p|`; cost
+    :math:`O(2^{N/2} N)` per row.
+
+    Parameters
+    ----------
+    values : array or tensor [P, N]
+        Summands (float32/float64; computed in float64), ``N <= 32``.
+    targets : array or tensor [P]
+        Targets ``t``.
+    valid : bool array or tensor [P, N], optional
+        Which summands may be used (padding); invalid ones are never chosen.
+    tol : float, optional
+        Acceptable ``|residual|``.  Without ``fewest`` the minimum-residual subset
+        is returned (within ``tol`` whenever any subset is); stored for reports.
+    fewest : bool
+        Among subsets with ``|residual| <= tol`` return one with the fewest
+        elements; rows with none fall back to the minimum-residual subset.
+    max_memory_bytes : int
+        Peak working-memory budget; rows are processed in chunks to respect it
+        (at least one row per chunk).
+    device : str or torch.device, optional
+        Compute device (e.g. ``"cuda"``); defaults to the input's device.
+
+    Returns
+    -------
+    SubsetSumResult
+        ``chosen`` [P, N] bool and signed ``residual`` [P] (``sum chosen - t``),
+        numpy in -> numpy out, torch in -> torch out (input device and dtype).
+
+    Raises
+    ------
+    ValueError
+        Bad shapes, non-finite entries, ``N > 32``, bad ``tol``/``max_memory_bytes``.
+    """
+    if int(max_memory_bytes) <= 0:
+        raise ValueError(f"`max_memory_bytes` must be positive, got {max_memory_bytes}")
+    prob = prepare(
+        values, targets, valid, tol=tol, fewest=fewest, device=device, max_n=MAX_N,
+        max_n_reason="exact meet-in-the-middle (2^(N/2) half-sums per problem held in memory)",
+    )
+    tol = None if tol is None else float(tol)
+    v, t = prob.values, prob.targets
+    p, n = v.shape
+    dev = v.device
+    h_a = (n + 1) // 2
+    h_b = n - h_a
+    bits_a, bits_b = _bits(h_a, dev), _bits(h_b, dev)
+    m_a, m_b = bits_a.shape[0], bits_b.shape[0]
+    rows = max(1, int(max_memory_bytes) // _row_bytes(m_a, m_b, n, fewest))
+    chosen = torch.zeros((p, n), dtype=torch.bool, device=dev)
+    pair: tuple[torch.Tensor, torch.Tensor] | None = None  # (ia, jb) for all rows
+    if dev.type == "cpu" and p > 0:
+        # numpy value sorts are ~2x faster than torch.sort with indices on CPU;
+        # small chunks stay in cache, threads use all cores (numpy drops the GIL).
+        threads = max(1, torch.get_num_threads())
+        cache_rows = _CPU_CHUNK_BYTES // _row_bytes(m_a, m_b, n, False)
+        step = max(1, min(rows // threads, cache_rows))
+        spans = [(s, min(p, s + step)) for s in range(0, p, step)]
+        v_np, t_np = v.numpy(), t.numpy()
+        with ThreadPoolExecutor(min(threads, len(spans))) as ex:
+            parts = list(ex.map(lambda se: _closest_np(v_np[se[0] : se[1]], t_np[se[0] : se[1]], h_a), spans))
+        pair = (
+            torch.from_numpy(np.concatenate([a for a, _ in parts])),
+            torch.from_numpy(np.concatenate([b for _, b in parts])),
+        )
+    with torch.no_grad():
+        for s in range(0, p, rows):
+            e = min(p, s + rows)
+            if pair is not None:
+                ia, jb = pair[0][s:e], pair[1][s:e]
+            if pair is None or fewest:
+                sa = v[s:e, :h_a] @ bits_a.T  # [r, 2^h_a] half sums
+                u = t[s:e, None] - v[s:e, h_a:] @ bits_b.T  # [r, 2^h_b] t - half sums
+                if pair is None:
+                    ia, jb = _closest(sa, u)
+                if fewest:
+                    assert tol is not None
+                    ok, fa, fb = _fewest(sa, u, tol, h_a, h_b)
+                    ia = torch.where(ok, fa, ia)
+                    jb = torch.where(ok, fb, jb)
+                del sa, u
+            chosen[s:e, :h_a] = bits_a[ia] > 0
+            chosen[s:e, h_a:] = bits_b[jb] > 0
+    return finish(prob, chosen, tol)
