@@ -53,7 +53,11 @@ if [ ! -x "$VENV/bin/python" ]; then
     "$PY" -m venv "$VENV"
 fi
 "$VENV/bin/python" -m pip install -q --upgrade pip
-# A CPU build of torch, pinned so that pip does not pull a multi-GB CUDA build. Override with TORCH_SPEC.
-"$VENV/bin/python" -m pip install -q "$TORCH_SPEC"
+# A CPU build of torch, pinned so that pip does not pull a multi-GB CUDA build. Override with TORCH_SPEC;
+# a torch already installed in the venv (any build) is kept.
+if ! "$VENV/bin/python" -c 'import torch' 2>/dev/null; then
+    # shellcheck disable=SC2086  # TORCH_SPEC may hold several pip arguments (e.g. --index-url ...)
+    "$VENV/bin/python" -m pip install -q $TORCH_SPEC
+fi
 "$VENV/bin/python" -m pip install -q -e ".[dev]"
 echo "[equislt] environment ready in $VENV"

@@ -35,7 +35,10 @@ import torch
 from ._inputs import finish, prepare
 from ._report import SubsetSumResult
 
-__all__ = ["MAX_N", "solve"]
+__all__ = ["BACKENDS", "MAX_N", "solve"]
+
+BACKENDS = ("numba", "numpy", "torch")
+"""Kernels :func:`solve` can use (``backend=``); ``"numba"`` needs numba installed."""
 
 MAX_N = 32
 """Largest ``N`` supported by :func:`solve` (2^16 half-sums per half and row)."""
@@ -43,6 +46,21 @@ MAX_N = 32
 _BIG = torch.iinfo(torch.int64).max // 4
 
 _CPU_CHUNK_BYTES = 2**22  # per-thread working set of the numpy CPU path
+
+_NUMBA: Any = False  # False: not tried yet; None: unavailable; else the module
+
+
+def _numba_module() -> Any:
+    """The compiled kernel module :mod:`._numba`, or ``None`` when numba is missing."""
+    global _NUMBA
+    if _NUMBA is False:
+        try:
+            from . import _numba as mod
+        except ImportError:
+            mod = None
+        _NUMBA = mod
+    return _NUMBA
+
 
 _bits_cache: dict[tuple[int, str], torch.Tensor] = {}
 
@@ -182,6 +200,7 @@ def solve(
     fewest: bool = False,
     max_memory_bytes: int = 2**30,
     device: Any = None,
+    backend: str | None = None,
 ) -> SubsetSumResult:
     r"""Solve ``P`` independent Subset-Sum problems exactly (meet-in-the-middle).
 
@@ -208,6 +227,14 @@ def solve(
         (at least one row per chunk).
     device : str or torch.device, optional
         Compute device (e.g. ``"cuda"``); defaults to the input's device.
+    backend : {"numba", "numpy", "torch"}, optional
+        Kernel (mainly for tests and benchmarks; see :data:`BACKENDS`).  Default:
+        ``"numba"`` on CPU when numba imports, else ``"numpy"`` on CPU and
+        ``"torch"`` on other devices.  ``"numba"``: compiled Horowitz--Sahni
+        (sorted half sums by merging + two-pointer scan, rows in parallel;
+        ignores ``max_memory_bytes``, its scratch is O(threads * 2^(N/2)));
+        ``"numpy"``: per-chunk value sort over threads (CPU);
+        ``"torch"``: batched ``torch.sort`` (any device).
 
     Returns
     -------
@@ -218,7 +245,8 @@ def solve(
     Raises
     ------
     ValueError
-        Bad shapes, non-finite entries, ``N > 32``, bad ``tol``/``max_memory_bytes``.
+        Bad shapes, non-finite entries, ``N > 32``, bad ``tol``/``max_memory_bytes``,
+        unknown ``backend`` or a CPU-only backend on another device.
     """
     if int(max_memory_bytes) <= 0:
         raise ValueError(f"`max_memory_bytes` must be positive, got {max_memory_bytes}")
@@ -237,7 +265,31 @@ def solve(
     rows = max(1, int(max_memory_bytes) // _row_bytes(m_a, m_b, n, fewest))
     chosen = torch.zeros((p, n), dtype=torch.bool, device=dev)
     pair: tuple[torch.Tensor, torch.Tensor] | None = None  # (ia, jb) for all rows
-    if dev.type == "cpu" and p > 0:
+    if backend is None:
+        backend = "numba" if dev.type == "cpu" and _numba_module() is not None else (
+            "numpy" if dev.type == "cpu" else "torch")
+    if backend not in ("numba", "numpy", "torch"):
+        raise ValueError(f"`backend` must be 'numba', 'numpy', 'torch' or None, got {backend!r}")
+    if backend != "torch" and dev.type != "cpu":
+        raise ValueError(f"`backend={backend!r}` runs on CPU only, got device {dev}")
+    if backend == "numba":
+        nb = _numba_module()
+        if nb is None:
+            raise ValueError("`backend='numba'` requested but numba is not importable")
+        if p > 0:
+            chosen_np = np.zeros((p, n), dtype=np.bool_)
+            valid_np = (
+                np.ones((p, n), dtype=np.bool_) if prob.valid is None
+                else np.ascontiguousarray(prob.valid.numpy())
+            )
+            n_chunks = min(p, 8 * nb.num_threads())
+            nb.solve_rows(
+                v.numpy(), t.numpy(), valid_np, -1.0 if tol is None else tol,
+                bool(fewest), chosen_np, n_chunks,
+            )
+            chosen = torch.from_numpy(chosen_np)
+        return finish(prob, chosen, tol)
+    if backend == "numpy" and p > 0:
         # numpy value sorts are ~2x faster than torch.sort with indices on CPU;
         # small chunks stay in cache, threads use all cores (numpy drops the GIL).
         threads = max(1, torch.get_num_threads())
