@@ -12,6 +12,14 @@ from equislt import subsetsum as ss
 from equislt.subsetsum import _mitm
 from equislt.subsetsum.reference import brute_force, milp
 
+HAVE_NUMBA = _mitm._numba_module() is not None
+# every kernel explicitly: the compiled one (default on CPU) and both fallbacks
+BACKENDS = [
+    pytest.param("numba", marks=pytest.mark.skipif(not HAVE_NUMBA, reason="numba not installed")),
+    "numpy",
+    "torch",
+]
+
 
 def _instances(rng: np.random.Generator, dist: str, p: int, n: int):
     if dist == "uniform":
@@ -28,13 +36,14 @@ def _check_sums(values, targets, res, valid=None):
     np.testing.assert_allclose((values * chosen).sum(1) - targets, res.residual, atol=1e-12, rtol=0)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("dist", ["uniform", "product"])
 @pytest.mark.parametrize("n", [0, 1, 2, 3, 7, 10, 13, 16, 18])
-def test_exact_matches_brute_force(dist, n):
+def test_exact_matches_brute_force(dist, n, backend):
     rng = np.random.default_rng(n + 100 * (dist == "product"))
     p = 400 if n <= 13 else 120
     v, t = _instances(rng, dist, p, n)
-    res, ref = ss.solve(v, t), brute_force(v, t)
+    res, ref = ss.solve(v, t, backend=backend), brute_force(v, t)
     np.testing.assert_allclose(np.abs(res.residual), np.abs(ref.residual), atol=1e-12, rtol=0)
     _check_sums(v, t, res)
     assert isinstance(res.chosen, np.ndarray) and res.chosen.dtype == bool and res.chosen.shape == (p, n)
@@ -54,32 +63,34 @@ def test_torch_closest_path_matches_brute_force():
         np.testing.assert_allclose(r.abs().numpy(), np.abs(brute_force(v, t).residual), atol=1e-12)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("n", [4, 9, 14])
-def test_padded_rows_with_valid(n):
+def test_padded_rows_with_valid(n, backend):
     rng = np.random.default_rng(7 + n)
     p = 300
     v, t = _instances(rng, "product", p, n)
     valid = rng.random((p, n)) < 0.7
     valid[:10] = False  # rows with nothing valid
     v_pad = np.where(valid, v, rng.uniform(-5, 5, (p, n)))  # garbage in padding
-    res, ref = ss.solve(v_pad, t, valid), brute_force(v_pad, t, valid)
+    res, ref = ss.solve(v_pad, t, valid, backend=backend), brute_force(v_pad, t, valid)
     np.testing.assert_allclose(np.abs(res.residual), np.abs(ref.residual), atol=1e-12)
     _check_sums(np.where(valid, v_pad, 0), t, res, valid)
     np.testing.assert_allclose(res.residual[:10], -t[:10])
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("dist", ["uniform", "product"])
 @pytest.mark.parametrize("n,tol", [(6, 0.05), (10, 0.01), (14, 1e-3), (16, 1e-2)])
-def test_tolerance_and_fewest_match_brute_force(dist, n, tol):
+def test_tolerance_and_fewest_match_brute_force(dist, n, tol, backend):
     rng = np.random.default_rng(n)
     p = 200 if n <= 10 else 80
     v, t = _instances(rng, dist, p, n)
     valid = rng.random((p, n)) < 0.85
     ref = brute_force(v, t, valid, tol=tol, fewest=True)
     feasible = np.abs(ref.residual) <= tol
-    plain = ss.solve(v, t, valid, tol=tol)
+    plain = ss.solve(v, t, valid, tol=tol, backend=backend)
     assert (np.abs(plain.residual)[feasible] <= tol).all()
-    res = ss.solve(v, t, valid, tol=tol, fewest=True)
+    res = ss.solve(v, t, valid, tol=tol, fewest=True, backend=backend)
     _check_sums(np.where(valid, v, 0), t, res, valid)
     assert (np.abs(res.residual)[feasible] <= tol + 1e-12).all()
     np.testing.assert_array_equal(res.chosen.sum(1)[feasible], ref.chosen.sum(1)[feasible])
@@ -94,15 +105,16 @@ def test_tolerance_and_fewest_match_brute_force(dist, n, tol):
     scale=st.sampled_from([1e-3, 1.0, 1e3]),
     tol=st.sampled_from([None, 1e-3, 0.1]),
     pad=st.booleans(),
+    backend=st.sampled_from(["numba", "numpy", "torch"] if HAVE_NUMBA else ["numpy", "torch"]),
 )
-def test_property_against_brute_force(n, seed, scale, tol, pad):
+def test_property_against_brute_force(n, seed, scale, tol, pad, backend):
     rng = np.random.default_rng(seed)
     p = 20
     v = rng.uniform(-1, 1, (p, n)) * scale
     t = rng.uniform(-1, 1, p) * scale * rng.uniform(0, 3)
     valid = rng.random((p, n)) < 0.6 if pad else None
     tol_s = None if tol is None else tol * scale
-    res = ss.solve(v, t, valid, tol=tol_s, fewest=tol_s is not None)
+    res = ss.solve(v, t, valid, tol=tol_s, fewest=tol_s is not None, backend=backend)
     ref = brute_force(v, t, valid, tol=tol_s, fewest=tol_s is not None)
     _check_sums(v if valid is None else np.where(valid, v, 0), t, res, valid)
     if tol_s is None:
@@ -139,16 +151,98 @@ def test_float32_torch_and_numpy_io():
     assert isinstance(bt.residual, torch.Tensor)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("fewest", [False, True])
-def test_chunking_gives_identical_results(fewest):
+def test_chunking_gives_identical_results(fewest, backend):
     rng = np.random.default_rng(5)
     v, t = _instances(rng, "product", 300, 14)
-    a = ss.solve(v, t, tol=1e-3, fewest=fewest)
-    b = ss.solve(v, t, tol=1e-3, fewest=fewest, max_memory_bytes=1)
-    c = ss.solve(v, t, tol=1e-3, fewest=fewest, max_memory_bytes=50_000)
+    a = ss.solve(v, t, tol=1e-3, fewest=fewest, backend=backend)
+    b = ss.solve(v, t, tol=1e-3, fewest=fewest, max_memory_bytes=1, backend=backend)
+    c = ss.solve(v, t, tol=1e-3, fewest=fewest, max_memory_bytes=50_000, backend=backend)
     for other in (b, c):
         np.testing.assert_array_equal(a.chosen, other.chosen)
         np.testing.assert_array_equal(a.residual, other.residual)
+
+
+@pytest.mark.parametrize("dist", ["exact_ties", "product"])
+def test_backends_agree_with_ties_and_zero_tol(dist):
+    """Integer data (many equal subset sums, tol=0): every backend matches brute force."""
+    rng = np.random.default_rng(8)
+    p, n = 200, 11
+    if dist == "exact_ties":
+        v, t = rng.integers(-3, 4, (p, n)).astype(float), rng.integers(-6, 7, p).astype(float)
+    else:
+        v, t = _instances(rng, dist, p, n)
+    valid = rng.random((p, n)) < 0.8
+    for tol in (None, 0.0, 0.5):
+        ref = brute_force(v, t, valid, tol=tol, fewest=tol is not None)
+        for backend in _mitm.BACKENDS if HAVE_NUMBA else ("numpy", "torch"):
+            res = ss.solve(v, t, valid, tol=tol, fewest=tol is not None, backend=backend)
+            _check_sums(np.where(valid, v, 0), t, res, valid)
+            r, r_ref = np.abs(res.residual), np.abs(ref.residual)
+            if tol is None:
+                np.testing.assert_allclose(r, r_ref, atol=1e-12)
+                continue
+            feas = r_ref <= tol
+            assert feas.any() or dist != "exact_ties"
+            assert (r[feas] <= tol + 1e-12).all()
+            np.testing.assert_array_equal(res.chosen.sum(1)[feas], ref.chosen.sum(1)[feas])
+            np.testing.assert_allclose(r[~feas], r_ref[~feas], atol=1e-12)
+
+
+@pytest.mark.skipif(not HAVE_NUMBA, reason="numba not installed")
+@pytest.mark.parametrize("n", [21, 25, 32])
+def test_numba_matches_sort_backend_beyond_brute_force(n):
+    """N > 20 (halves up to 16 elements): compiled kernel == numpy sort path."""
+    rng = np.random.default_rng(n)
+    p = 24 if n < 32 else 6
+    v, t = _instances(rng, "product", p, n)
+    valid = rng.random((p, n)) < 0.9
+    valid[0] = True
+    a = ss.solve(v, t, valid, backend="numba")
+    b = ss.solve(v, t, valid, backend="numpy")
+    _check_sums(np.where(valid, v, 0), t, a, valid)
+    np.testing.assert_allclose(np.abs(a.residual), np.abs(b.residual), atol=1e-15)
+    fa = ss.solve(v, t, valid, tol=1e-4, fewest=True, backend="numba")
+    fb = ss.solve(v, t, valid, tol=1e-4, fewest=True, backend="torch")
+    np.testing.assert_array_equal(fa.chosen.sum(1), fb.chosen.sum(1))
+
+
+def test_backend_selection(monkeypatch):
+    v, t = np.array([[0.5, 0.25]]), np.array([0.75])
+    vt, tt = torch.from_numpy(v), torch.from_numpy(t)
+    cpu = torch.device("cpu")
+    assert _mitm._pick_backend(None, cpu, vt, tt) == ("numba" if HAVE_NUMBA else "numpy")
+    assert _mitm._pick_backend("torch", cpu, vt, tt) == "torch"
+    with pytest.raises(ValueError, match="backend"):
+        ss.solve(v, t, backend="cuda")
+    # sums that overflow float64 are routed away from the compiled kernel (inf sentinels)
+    big = torch.tensor([[1e308, 1e308]], dtype=torch.float64)
+    assert _mitm._pick_backend(None, cpu, big, tt) == "numpy"
+    # without numba: the numpy path is the default and an explicit request fails
+    monkeypatch.setattr(_mitm, "_NUMBA", None)
+    assert _mitm._pick_backend(None, cpu, vt, tt) == "numpy"
+    assert ss.solve(v, t).residual[0] == 0.0
+    with pytest.raises(ValueError, match="numba"):
+        ss.solve(v, t, backend="numba")
+
+
+@pytest.mark.skipif(not HAVE_NUMBA, reason="numba not installed")
+def test_numba_warm_up_and_threads():
+    from equislt.subsetsum import _numba
+
+    assert _numba.warm_up() >= 0.0 and _numba.num_threads() >= 1
+    # a single-row call (one chunk) and many chunks give the same answer
+    rng = np.random.default_rng(0)
+    v, t = _instances(rng, "product", 50, 9)
+    valid = np.ones(v.shape, dtype=bool)
+    outs = []
+    for n_chunks in (1, 7, 50):
+        chosen = np.zeros(v.shape, dtype=bool)
+        _numba.solve_rows(v, t, valid, -1.0, False, chosen, n_chunks)
+        outs.append(chosen)
+    np.testing.assert_array_equal(outs[0], outs[1])
+    np.testing.assert_array_equal(outs[0], outs[2])
 
 
 def test_larger_n_runs_and_is_accurate():

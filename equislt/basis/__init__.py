@@ -1,15 +1,24 @@
 """Bases and blocks: the coefficient view ``θ[out_fields, in_fields, n_basis]`` of equivariant layers."""
 from ._block import Block
+from ._ign import (IGNBlock, bell_number, ign_basis_size, ign_basis_tensor, ign_identity_index, ign_partitions,
+                   set_partitions)
 from ._orbit import orbit_basis, orbit_labels, permutation_action
 from ._registry import blocks, coefficient_names, init_std, is_coefficient_layer
 
 __all__ = [
     "Block",
+    "IGNBlock",
+    "bell_number",
     "blocks",
     "coefficient_names",
+    "ign_basis_size",
+    "ign_basis_tensor",
+    "ign_identity_index",
+    "ign_partitions",
     "init_std",
     "is_coefficient_layer",
     "orbit_basis",
     "orbit_labels",
     "permutation_action",
+    "set_partitions",
 ]

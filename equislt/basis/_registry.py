@@ -1,6 +1,7 @@
 """``blocks(module)``: dispatch a layer to the adapter that knows its basis."""
 from __future__ import annotations
 
+import sys
 from typing import Dict, List, Optional
 
 import torch
@@ -16,6 +17,12 @@ __all__ = ["blocks", "init_std", "is_coefficient_layer", "coefficient_names"]
 def _adapter(module: nn.Module):
     if hasattr(module, "coefficient_blocks"):  # equislt's own layers describe themselves
         return module.coefficient_blocks, module.coefficient_init_std
+    if "torch_geometric" in sys.modules:  # PyG convs (graph operators) and lazy PyG Linear (clear error)
+        from ._graph import graph_adapter
+
+        adapter = graph_adapter(module)
+        if adapter is not None:
+            return adapter
     if escnn_loaded():
         from ._escnn import escnn_blocks, escnn_init_std, is_escnn_layer
 
@@ -34,14 +41,16 @@ def is_coefficient_layer(module: nn.Module) -> bool:
 def blocks(module: nn.Module) -> List[Block]:
     """The coefficient blocks ``θ[out_fields, in_fields, n_basis]`` of one layer (bias blocks last).
 
-    Supported: escnn ``R2Conv``/``R3Conv``/``Linear``, torch ``Linear``/``Conv1d/2d/3d``, PyG ``Linear`` and
-    equislt's own layers (e.g. :class:`~equislt.nn.OrbitLinear`).
+    Supported: escnn ``R2Conv``/``R3Conv``/``Linear``, torch ``Linear``/``Conv1d/2d/3d``, PyG ``Linear``, PyG
+    ``GCNConv``/``GINConv``/``GraphConv``/``SAGEConv`` (graph-operator blocks, see :mod:`equislt.basis._graph`)
+    and equislt's own layers (e.g. :class:`~equislt.nn.OrbitLinear`, :class:`~equislt.nn.IGNLinear`).
     """
     adapter = _adapter(module)
     if adapter is None:
         raise TypeError(
             f"equislt.blocks: {type(module).__name__} has no coefficient basis adapter (supported: escnn R2Conv, "
-            "R3Conv, Linear; torch Linear, Conv1d/2d/3d; PyG Linear; equislt layers)"
+            "R3Conv, Linear; torch Linear, Conv1d/2d/3d; PyG Linear, GCNConv, GINConv, GraphConv, SAGEConv; equislt "
+            "layers)"
         )
     return adapter[0]()
 

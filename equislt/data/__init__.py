@@ -1,5 +1,11 @@
-"""Datasets for the demos: rotated versions of scikit-learn's bundled 8x8 digits (offline)."""
+"""Offline datasets: rotated scikit-learn digits, and graphs (networkx atlas, KarateClub, generated, your own).
+
+The graph names need torch_geometric and are imported on first use.
+"""
 from ._digits import ROTATIONS, SPLITS, RotatedDigits, rotate_images, rotated_digits, rotated_digits_loaders
+
+_GRAPH_NAMES = ("ATLAS_TASKS", "GraphAtlas", "atlas_label", "dense_graph_batch", "karate_club", "load_graph_dataset",
+                "sbm_node_task", "split_indices", "wl_ambiguous")
 
 __all__ = [
     "RotatedDigits",
@@ -8,4 +14,13 @@ __all__ = [
     "rotate_images",
     "ROTATIONS",
     "SPLITS",
+    *_GRAPH_NAMES,
 ]
+
+
+def __getattr__(name):  # torch_geometric is imported on first use
+    if name in _GRAPH_NAMES:
+        from . import _graphs
+
+        return getattr(_graphs, name)
+    raise AttributeError(f"module 'equislt.data' has no attribute {name!r}")

@@ -1,4 +1,6 @@
-"""Models for the demos: small steerable CNNs (escnn, imported lazily), plain CNNs and training helpers."""
+"""Models for the demos: small steerable CNNs (escnn, imported lazily), plain CNNs, graph models (k-IGN, pooled
+PyG MPNNs) and training helpers."""
+from ._graph import IGN, GraphClassifier, count_parameters, gin_classifier, graph_accuracy, train_graph_model
 from ._steerable import PlainCNN, SteerableCNN, c4_steerable_cnn, parse_group, plain_cnn, steerable_cnn
 from ._train import accuracy, train_classifier
 
@@ -11,4 +13,10 @@ __all__ = [
     "parse_group",
     "train_classifier",
     "accuracy",
+    "IGN",
+    "GraphClassifier",
+    "gin_classifier",
+    "train_graph_model",
+    "graph_accuracy",
+    "count_parameters",
 ]

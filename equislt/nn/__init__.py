@@ -1,15 +1,18 @@
 """Coefficient layers: masked / supermask versions of supported layers, ``OrbitLinear``, conversion."""
 from ._convert import (GlobalTopK, coefficient_layers, export, fold, freeze, load_masks, mask_model, masks_of,
                        refresh, save_masks, score_parameters, supermask)
+from ._ign import IGNLinear, MaskedIGNLinear
 from ._masked import MaskedConv1d, MaskedConv2d, MaskedConv3d, MaskedLayer, MaskedLinear
 
 _ESCNN_NAMES = ("OrbitLinear", "MaskedR2Conv", "MaskedR3Conv", "MaskedEscnnLinear", "MaskedOrbitLinear")
 
 __all__ = [
     "GlobalTopK",
+    "IGNLinear",
     "MaskedConv1d",
     "MaskedConv2d",
     "MaskedConv3d",
+    "MaskedIGNLinear",
     "MaskedLayer",
     "MaskedLinear",
     "coefficient_layers",
@@ -23,6 +26,7 @@ __all__ = [
     "save_masks",
     "score_parameters",
     "supermask",
+    "MaskedPyGLinear",
     *_ESCNN_NAMES,
 ]
 
@@ -32,4 +36,8 @@ def __getattr__(name):  # escnn layers are imported on first use: escnn is an op
         from . import _masked_escnn, _orbit_linear
 
         return getattr(_masked_escnn, name, None) or getattr(_orbit_linear, name)
+    if name == "MaskedPyGLinear":  # needs torch_geometric
+        from ._masked_pyg import MaskedPyGLinear
+
+        return MaskedPyGLinear
     raise AttributeError(f"module 'equislt.nn' has no attribute {name!r}")

@@ -5,6 +5,7 @@ Data flow: ``blocks`` (bases) → ``Masked*`` layers (this package) → masks �
 from __future__ import annotations
 
 import copy
+import sys
 import zlib
 from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
@@ -38,6 +39,8 @@ WEIGHT_INITS = ("normal", "uniform", "signed_constant")
 def _masked_class(module: nn.Module):
     if escnn_loaded():
         from . import _masked_escnn  # noqa: F401  (registers the escnn masked classes)
+    if "torch_geometric" in sys.modules:
+        from . import _masked_pyg  # noqa: F401  (registers MaskedPyGLinear)
     cls = masked_class_for(type(module))
     if cls is None:
         raise TypeError(f"equislt: no masked layer for {type(module).__name__}")

@@ -11,9 +11,12 @@ the indices into halves :math:`A` (first :math:`h_1 = \lceil N/2 \rceil`) and
 The closest pair between two finite sets of reals is adjacent in their sorted
 union (any point strictly between them would form a closer cross pair), so one
 sort of :math:`2^{h_1} + 2^{h_2}` numbers per row solves the row exactly:
-:math:`O(2^{N/2} N)` time.  Rows are processed in memory-bounded chunks: with
-batched torch ops (``torch.sort`` + labels) on accelerators, and on CPU with a
-numpy value sort (set label in the lowest mantissa bit) over threads.
+:math:`O(2^{N/2} N)` time.  On CPU the default is the compiled numba kernel of
+:mod:`._numba` (half sums generated already sorted by merging, then a linear
+scan: :math:`O(2^{N/2})`, rows in parallel).  The fallbacks process rows in
+memory-bounded chunks: batched torch ops (``torch.sort`` + labels) on
+accelerators (``backend="torch"``), and on CPU without numba a numpy value sort
+(set label in the lowest mantissa bit) over threads (``backend="numpy"``).
 
 *Fewest mode.*  With ``tol`` we look for a within-tolerance subset with the
 fewest elements: :math:`\min\{|S_A| + |S_B| : |a - u| \le \mathrm{tol}\}`.  Sort
@@ -191,6 +194,43 @@ def _fewest(
     return ok, ia, jb
 
 
+def _pick_backend(backend: str | None, dev: torch.device, v: torch.Tensor, t: torch.Tensor) -> str:
+    """Resolve ``backend=None`` and validate an explicit choice."""
+    if backend is not None and backend not in BACKENDS:
+        raise ValueError(f"`backend` must be one of {BACKENDS} or None, got {backend!r}")
+    if backend in ("numba", "numpy") and dev.type != "cpu":
+        raise ValueError(f"`backend={backend!r}` runs on CPU only, got device {dev}")
+    if backend == "numba" and _numba_module() is None:
+        raise ValueError("`backend='numba'` requested but numba is not importable")
+    if backend is None:
+        if dev.type != "cpu":
+            return "torch"
+        backend = "numba" if _numba_module() is not None else "numpy"
+    if backend == "numba" and v.numel() > 0:
+        # the compiled kernel uses +-inf sentinels: all subset sums must be finite
+        bound = v.abs().sum(dim=1) + t.abs()
+        if not bool(torch.isfinite(bound).all()):
+            return "numpy"
+    return backend
+
+
+def _solve_numba(prob: Any, tol: float | None, fewest: bool) -> np.ndarray:
+    """Run the compiled kernel on a validated CPU problem; returns ``chosen`` [P, N]."""
+    nb = _numba_module()
+    v = prob.values.numpy()
+    p, n = v.shape
+    chosen = np.zeros((p, n), dtype=np.bool_)
+    valid = (
+        np.ones((p, n), dtype=np.bool_) if prob.valid is None
+        else np.ascontiguousarray(prob.valid.numpy())
+    )
+    n_chunks = min(p, 8 * nb.num_threads())  # a few chunks per thread for balance
+    nb.solve_rows(
+        v, prob.targets.numpy(), valid, -1.0 if tol is None else tol, bool(fewest), chosen, n_chunks
+    )
+    return chosen
+
+
 def solve(
     values: Any,
     targets: Any,
@@ -205,8 +245,9 @@ def solve(
     r"""Solve ``P`` independent Subset-Sum problems exactly (meet-in-the-middle).
 
     For each row ``p`` find :math:`S \subseteq \{i : \mathrm{valid}_{p,i}\}`
-    minimising :math:`|\sum_{i \in S} x_{p,i} - t_p|`; cost
-    :math:`O(2^{N/2} N)` per row.
+    minimising :math:`|\sum_{i \in S} x_{p,i} - t_p|`; cost per row
+    :math:`O(2^{N/2})` with the compiled kernel (default on CPU),
+    :math:`O(2^{N/2} N)` with the sort-based ones.
 
     Parameters
     ----------
@@ -223,18 +264,23 @@ def solve(
         Among subsets with ``|residual| <= tol`` return one with the fewest
         elements; rows with none fall back to the minimum-residual subset.
     max_memory_bytes : int
-        Peak working-memory budget; rows are processed in chunks to respect it
-        (at least one row per chunk).
+        Peak working-memory budget of the sort-based backends; rows are
+        processed in chunks to respect it (at least one row per chunk).  The
+        numba kernel needs only ``O(threads * 2^(N/2))`` scratch besides the
+        ``[P, N]`` in/outputs and ignores it.
     device : str or torch.device, optional
         Compute device (e.g. ``"cuda"``); defaults to the input's device.
     backend : {"numba", "numpy", "torch"}, optional
         Kernel (mainly for tests and benchmarks; see :data:`BACKENDS`).  Default:
         ``"numba"`` on CPU when numba imports, else ``"numpy"`` on CPU and
         ``"torch"`` on other devices.  ``"numba"``: compiled Horowitz--Sahni
-        (sorted half sums by merging + two-pointer scan, rows in parallel;
-        ignores ``max_memory_bytes``, its scratch is O(threads * 2^(N/2)));
-        ``"numpy"``: per-chunk value sort over threads (CPU);
-        ``"torch"``: batched ``torch.sort`` (any device).
+        (half sums generated sorted by merging + linear closest-pair scan, rows
+        in parallel with ``numba.prange``; see :mod:`._numba`); it needs every
+        subset sum to be finite, so batches with ``sum |x| + |t|`` overflowing
+        float64 go to ``"numpy"``.  ``"numpy"``: per-chunk value sort over
+        threads (CPU).  ``"torch"``: batched ``torch.sort`` (any device).
+        All give minimal ``|residual|`` (and, with ``fewest``, minimal size);
+        ties may resolve to different subsets.
 
     Returns
     -------
@@ -258,6 +304,12 @@ def solve(
     v, t = prob.values, prob.targets
     p, n = v.shape
     dev = v.device
+    backend = _pick_backend(backend, dev, v, t)
+    if backend == "numba":
+        chosen = torch.zeros((p, n), dtype=torch.bool)
+        if p > 0:
+            chosen = torch.from_numpy(_solve_numba(prob, tol, fewest))
+        return finish(prob, chosen, tol)
     h_a = (n + 1) // 2
     h_b = n - h_a
     bits_a, bits_b = _bits(h_a, dev), _bits(h_b, dev)
@@ -265,30 +317,6 @@ def solve(
     rows = max(1, int(max_memory_bytes) // _row_bytes(m_a, m_b, n, fewest))
     chosen = torch.zeros((p, n), dtype=torch.bool, device=dev)
     pair: tuple[torch.Tensor, torch.Tensor] | None = None  # (ia, jb) for all rows
-    if backend is None:
-        backend = "numba" if dev.type == "cpu" and _numba_module() is not None else (
-            "numpy" if dev.type == "cpu" else "torch")
-    if backend not in ("numba", "numpy", "torch"):
-        raise ValueError(f"`backend` must be 'numba', 'numpy', 'torch' or None, got {backend!r}")
-    if backend != "torch" and dev.type != "cpu":
-        raise ValueError(f"`backend={backend!r}` runs on CPU only, got device {dev}")
-    if backend == "numba":
-        nb = _numba_module()
-        if nb is None:
-            raise ValueError("`backend='numba'` requested but numba is not importable")
-        if p > 0:
-            chosen_np = np.zeros((p, n), dtype=np.bool_)
-            valid_np = (
-                np.ones((p, n), dtype=np.bool_) if prob.valid is None
-                else np.ascontiguousarray(prob.valid.numpy())
-            )
-            n_chunks = min(p, 8 * nb.num_threads())
-            nb.solve_rows(
-                v.numpy(), t.numpy(), valid_np, -1.0 if tol is None else tol,
-                bool(fewest), chosen_np, n_chunks,
-            )
-            chosen = torch.from_numpy(chosen_np)
-        return finish(prob, chosen, tol)
     if backend == "numpy" and p > 0:
         # numpy value sorts are ~2x faster than torch.sort with indices on CPU;
         # small chunks stay in cache, threads use all cores (numpy drops the GIL).

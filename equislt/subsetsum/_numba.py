@@ -45,62 +45,360 @@ def _popcount(m: int) -> int:
     return ((m * 0x01010101) & 0xFFFFFFFF) >> 24
 
 
-@njit(cache=True, nogil=True)
-def _sorted_sums(x, idx, lo, hi, s0, m0, s1, m1):
-    """All subset sums of ``x[idx[lo:hi]]`` in ascending order with their bitmasks.
+@njit(cache=True, nogil=True, inline="always")
+def _merge_one(src, srcm, dst, dstm, sh, shm, size, xv, bit):
+    """``dst[:2 size]`` = sorted merge of ``src[:size]`` and ``src[:size] + xv`` (with masks).
 
-    Bit ``b`` of a mask stands for element ``idx[lo + b]``.  Ping-pongs between
-    the buffers ``(s0, m0)`` and ``(s1, m1)``; returns ``(which, size)`` where
-    ``which`` is 0 or 1 naming the buffer that holds the result.
+    Branch-free and bidirectional: the smallest ``size`` outputs are merged
+    front-to-back and the largest ``size`` back-to-front, two independent
+    dependency chains.  Ties put the unshifted element first in both directions,
+    so the halves are consistent.
     """
-    s0[0] = 0.0
-    m0[0] = 0
+    for q in range(size):  # shifted copy (vectorised)
+        sh[q] = src[q] + xv
+        shm[q] = srcm[q] | bit
+    i = 0
+    j = 0
+    i2 = size - 1
+    j2 = size - 1
+    top = 2 * size - 1
+    for k in range(size):
+        a = src[i]
+        c = sh[j]
+        ta = a <= c
+        dst[k] = a if ta else c
+        dstm[k] = srcm[i] if ta else shm[j]
+        i += ta
+        j += 1 - ta
+        a2 = src[i2]
+        c2 = sh[j2]
+        tb = a2 > c2
+        dst[top - k] = a2 if tb else c2
+        dstm[top - k] = srcm[i2] if tb else shm[j2]
+        i2 -= tb
+        j2 -= 1 - tb
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _merge_two(s, sm, d, dm, sh, shm, xs, bs, r, rm, e, em, rh, rhm, xr, br, size):
+    """:func:`_merge_one` on two independent lists of equal ``size`` at once (4 chains)."""
+    for q in range(size):
+        sh[q] = s[q] + xs
+        shm[q] = sm[q] | bs
+        rh[q] = r[q] + xr
+        rhm[q] = rm[q] | br
+    i = 0
+    j = 0
+    i2 = size - 1
+    j2 = size - 1
+    p = 0
+    u = 0
+    p2 = size - 1
+    u2 = size - 1
+    top = 2 * size - 1
+    for k in range(size):
+        a = s[i]
+        c = sh[j]
+        ta = a <= c
+        d[k] = a if ta else c
+        dm[k] = sm[i] if ta else shm[j]
+        i += ta
+        j += 1 - ta
+        a2 = s[i2]
+        c2 = sh[j2]
+        tb = a2 > c2
+        d[top - k] = a2 if tb else c2
+        dm[top - k] = sm[i2] if tb else shm[j2]
+        i2 -= tb
+        j2 -= 1 - tb
+        f = r[p]
+        g = rh[u]
+        tc = f <= g
+        e[k] = f if tc else g
+        em[k] = rm[p] if tc else rhm[u]
+        p += tc
+        u += 1 - tc
+        f2 = r[p2]
+        g2 = rh[u2]
+        td = f2 > g2
+        e[top - k] = f2 if td else g2
+        em[top - k] = rm[p2] if td else rhm[u2]
+        p2 -= td
+        u2 -= 1 - td
+
+
+@njit(cache=True, nogil=True)
+def _sorted_halves(x, idx, k, a0, am0, a1, am1, b0, bm0, b1, bm1, sh, shm, rh, rhm):
+    """Sorted subset sums (with bitmasks) of both halves of the valid summands.
+
+    Half A is ``x[idx[:h_a]]``, half B is ``x[idx[h_a:k]]`` with ``h_a = ceil(k/2)``;
+    bit ``b`` of an A (B) mask stands for ``idx[b]`` (``idx[h_a + b]``).  The lists
+    ping-pong between buffers 0 and 1; returns ``(which_a, which_b)``.
+    """
+    h_a = (k + 1) // 2
+    h_b = k - h_a
+    a0[0] = 0.0
+    am0[0] = 0
+    b0[0] = 0.0
+    bm0[0] = 0
     size = 1
     cur = 0
-    for b in range(hi - lo):
-        xv = x[idx[lo + b]]
+    for b in range(h_b):  # both halves, one level each
         bit = np.int32(1 << b)
+        xa = x[idx[b]]
+        xb = x[idx[h_a + b]]
         if cur == 0:
-            src, srcm, dst, dstm = s0, m0, s1, m1
+            _merge_two(a0, am0, a1, am1, sh, shm, xa, bit, b0, bm0, b1, bm1, rh, rhm, xb, bit, size)
         else:
-            src, srcm, dst, dstm = s1, m1, s0, m0
-        src[size] = 0.0  # readable slot past the end; never selected
-        srcm[size] = 0
-        i = 0
-        j = 0
-        for k in range(2 * size):  # branch-free merge of src and src + xv
-            a = src[i]
-            c = src[j] + xv
-            take_a = (i < size) & ((j >= size) | (a <= c))
-            dst[k] = a if take_a else c
-            dstm[k] = srcm[i] if take_a else (srcm[j] | bit)
-            i += take_a
-            j += 1 - take_a
+            _merge_two(a1, am1, a0, am0, sh, shm, xa, bit, b1, bm1, b0, bm0, rh, rhm, xb, bit, size)
         size *= 2
         cur = 1 - cur
-    return cur, size
+    wa = cur
+    if h_a > h_b:  # the extra element of half A
+        bit = np.int32(1 << h_b)
+        xa = x[idx[h_b]]
+        if cur == 0:
+            _merge_one(a0, am0, a1, am1, sh, shm, size, xa, bit)
+        else:
+            _merge_one(a1, am1, a0, am0, sh, shm, size, xa, bit)
+        wa = 1 - cur
+    return wa, cur
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _merge_one_v(src, dst, sh, size, xv):
+    """Value-only :func:`_merge_one` (no bitmasks carried)."""
+    for q in range(size):
+        sh[q] = src[q] + xv
+    i = 0
+    j = 0
+    i2 = size - 1
+    j2 = size - 1
+    top = 2 * size - 1
+    for k in range(size):
+        a = src[i]
+        c = sh[j]
+        ta = a <= c
+        dst[k] = a if ta else c
+        i += ta
+        j += 1 - ta
+        a2 = src[i2]
+        c2 = sh[j2]
+        tb = a2 > c2
+        dst[top - k] = a2 if tb else c2
+        i2 -= tb
+        j2 -= 1 - tb
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _merge_two_v(s, d, sh, xs, r, e, rh, xr, size):
+    """Value-only :func:`_merge_two` (4 chains, no bitmasks carried)."""
+    for q in range(size):
+        sh[q] = s[q] + xs
+        rh[q] = r[q] + xr
+    i = 0
+    j = 0
+    i2 = size - 1
+    j2 = size - 1
+    p = 0
+    u = 0
+    p2 = size - 1
+    u2 = size - 1
+    top = 2 * size - 1
+    for k in range(size):
+        a = s[i]
+        c = sh[j]
+        ta = a <= c
+        d[k] = a if ta else c
+        i += ta
+        j += 1 - ta
+        a2 = s[i2]
+        c2 = sh[j2]
+        tb = a2 > c2
+        d[top - k] = a2 if tb else c2
+        i2 -= tb
+        j2 -= 1 - tb
+        f = r[p]
+        g = rh[u]
+        tc = f <= g
+        e[k] = f if tc else g
+        p += tc
+        u += 1 - tc
+        f2 = r[p2]
+        g2 = rh[u2]
+        td = f2 > g2
+        e[top - k] = f2 if td else g2
+        p2 -= td
+        u2 -= 1 - td
 
 
 @njit(cache=True, nogil=True)
-def _closest(sa, na, sb, nb, t):
-    """Two-pointer minimiser of ``|sa[i] + sb[j] - t|`` over sorted ``sa``, ``sb``."""
-    i = 0
-    j = nb - 1
-    bi = 0
-    bj = nb - 1
+def _sorted_halves_v(x, idx, k, a0, a1, b0, b1, sh, rh):
+    """Value-only :func:`_sorted_halves`; returns ``(which_a, which_b)``."""
+    h_a = (k + 1) // 2
+    h_b = k - h_a
+    a0[0] = 0.0
+    b0[0] = 0.0
+    size = 1
+    cur = 0
+    for b in range(h_b):
+        xa = x[idx[b]]
+        xb = x[idx[h_a + b]]
+        if cur == 0:
+            _merge_two_v(a0, a1, sh, xa, b0, b1, rh, xb, size)
+        else:
+            _merge_two_v(a1, a0, sh, xa, b1, b0, rh, xb, size)
+        size *= 2
+        cur = 1 - cur
+    wa = cur
+    if h_a > h_b:
+        xa = x[idx[h_b]]
+        if cur == 0:
+            _merge_one_v(a0, a1, sh, size, xa)
+        else:
+            _merge_one_v(a1, a0, sh, size, xa)
+        wa = 1 - cur
+    return wa, cur
+
+
+@njit(cache=True, nogil=True)
+def _find_mask(x, idx, lo, hi, target, buf):
+    """A bitmask ``m`` over ``x[idx[lo:hi]]`` whose subset sum is bitwise equal to ``target``.
+
+    The sums are regenerated unsorted (``S_{b+1} = [S_b, S_b + x_b]``) with the
+    very same additions, in the same order, as the merges, so the value found
+    by the scan occurs exactly; returns -1 if not (cannot happen).
+    """
+    buf[0] = 0.0
+    w = 1
+    for b in range(hi - lo):
+        xv = x[idx[lo + b]]
+        for q in range(w):
+            buf[w + q] = buf[q] + xv
+        w *= 2
+    for q in range(w):
+        if buf[q] == target:
+            return q
+    return -1
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _visit(a, u, i, j, best, bi, bj):
+    g = abs(a[i] - u[j])
+    if g < best:
+        return g, i, j
+    return best, bi, bj
+
+
+@njit(cache=True, nogil=True)
+def _closest(a, na, u, nu):
+    r"""Indices ``(i, j)`` minimising ``|a[i] - u[j]|`` over two ascending lists.
+
+    ``a`` and ``u`` hold their ``na`` / ``nu`` values at ``1..n`` with sentinels
+    ``-inf`` at 0 and ``+inf`` at ``n + 1``; returned indices are in that layout.
+    The closest cross pair is adjacent in the merged order, and a merge records
+    every adjacent cross pair as the two heads it compares (at the emission of
+    the pair's first element going forward, of its second going backward).  The
+    merge is cut at its midpoint (merge-path binary search, ties: ``a`` first)
+    and each part is merged from both ends: 4 independent chains, plus the one
+    pair that straddles the cut.
+    """
+    total = na + nu
+    half = total // 2
+    lo = max(0, half - nu)
+    hi = min(half, na)
+    while lo < hi:  # number of a-values among the first `half` of the merge
+        mid = (lo + hi) // 2
+        if a[mid + 1] <= u[half - mid]:
+            lo = mid + 1
+        else:
+            hi = mid
+    ci = lo + 1  # first a / u index of the second part
+    cj = half - lo + 1
     best = np.inf
-    while i < na and j >= 0:
-        f = (sa[i] + sb[j]) - t
-        af = abs(f)
-        if af < best:
-            best = af
-            bi = i
-            bj = j
-            if af == 0.0:
-                break
-        step = f < 0.0
-        i += step
-        j -= 1 - step
+    bi = 1
+    bj = 1
+    best, bi, bj = _visit(a, u, ci - 1, cj, best, bi, bj)  # straddling pairs
+    best, bi, bj = _visit(a, u, ci, cj - 1, best, bi, bj)
+    n1 = half // 2  # chain 1: forward from (1, 1)
+    n2 = half - n1  # chain 2: backward from (ci - 1, cj - 1)
+    n3 = (total - half) // 2  # chain 3: forward from (ci, cj)
+    n4 = total - half - n3  # chain 4: backward from (na, nu)
+    i1, j1 = 1, 1
+    i2, j2 = ci - 1, cj - 1
+    i3, j3 = ci, cj
+    i4, j4 = na, nu
+    g1 = g2 = g3 = g4 = np.inf
+    p1 = p2 = p3 = p4 = 0  # i-index; the j-index is stored alongside
+    q1 = q2 = q3 = q4 = 0
+    for _ in range(n1):  # n1 <= n2, n3 <= n4, n1 <= n3
+        x1 = a[i1]
+        y1 = u[j1]
+        d1 = abs(x1 - y1)
+        if d1 < g1:
+            g1, p1, q1 = d1, i1, j1
+        t1 = x1 <= y1
+        i1 += t1
+        j1 += 1 - t1
+        x2 = a[i2]
+        y2 = u[j2]
+        d2 = abs(x2 - y2)
+        if d2 < g2:
+            g2, p2, q2 = d2, i2, j2
+        t2 = x2 > y2
+        i2 -= t2
+        j2 -= 1 - t2
+        x3 = a[i3]
+        y3 = u[j3]
+        d3 = abs(x3 - y3)
+        if d3 < g3:
+            g3, p3, q3 = d3, i3, j3
+        t3 = x3 <= y3
+        i3 += t3
+        j3 += 1 - t3
+        x4 = a[i4]
+        y4 = u[j4]
+        d4 = abs(x4 - y4)
+        if d4 < g4:
+            g4, p4, q4 = d4, i4, j4
+        t4 = x4 > y4
+        i4 -= t4
+        j4 -= 1 - t4
+    for _ in range(n2 - n1):
+        x2 = a[i2]
+        y2 = u[j2]
+        d2 = abs(x2 - y2)
+        if d2 < g2:
+            g2, p2, q2 = d2, i2, j2
+        t2 = x2 > y2
+        i2 -= t2
+        j2 -= 1 - t2
+    for _ in range(n3 - n1):
+        x3 = a[i3]
+        y3 = u[j3]
+        d3 = abs(x3 - y3)
+        if d3 < g3:
+            g3, p3, q3 = d3, i3, j3
+        t3 = x3 <= y3
+        i3 += t3
+        j3 += 1 - t3
+    for _ in range(n4 - n1):
+        x4 = a[i4]
+        y4 = u[j4]
+        d4 = abs(x4 - y4)
+        if d4 < g4:
+            g4, p4, q4 = d4, i4, j4
+        t4 = x4 > y4
+        i4 -= t4
+        j4 -= 1 - t4
+    if g1 < best:
+        best, bi, bj = g1, p1, q1
+    if g2 < best:
+        best, bi, bj = g2, p2, q2
+    if g3 < best:
+        best, bi, bj = g3, p3, q3
+    if g4 < best:
+        best, bi, bj = g4, p4, q4
     return bi, bj
 
 
@@ -108,7 +406,8 @@ def _closest(sa, na, sb, nb, t):
 def _fewest(sa, ma, na, sb, mb, nb, t, tol, pcb, dq):
     """Pair ``(i, j)`` with ``|sa[i] + sb[j] - t| <= tol`` minimising the popcount sum.
 
-    Returns ``(i, j)`` or ``(-1, -1)`` when no pair is within ``tol``.
+    ``sa``, ``sb`` ascending (0-based).  Returns ``(i, j)`` or ``(-1, -1)`` when no
+    pair is within ``tol``.
     """
     for j in range(nb):
         pcb[j] = _popcount(mb[j])
@@ -147,31 +446,42 @@ def _fewest(sa, ma, na, sb, mb, nb, t, tol, pcb, dq):
 def solve_rows(values, targets, valid, tol, fewest, chosen, n_chunks):
     """Fill ``chosen`` [P, N] (bool, zero-initialised) with an exact solution per row.
 
-    ``values`` [P, N] float64, ``targets`` [P] float64, ``valid`` [P, N] bool;
-    ``tol < 0`` means no tolerance.  With ``fewest`` (and ``tol >= 0``) the
-    fewest-elements within-``tol`` subset is chosen where one exists.
+    ``values`` [P, N] float64 (``sum |values| + |targets|`` finite per row),
+    ``targets`` [P] float64, ``valid`` [P, N] bool; ``tol < 0`` means no
+    tolerance.  With ``fewest`` (and ``tol >= 0``) the fewest-elements
+    within-``tol`` subset is chosen where one exists.  Rows are split into
+    ``n_chunks`` contiguous chunks run in parallel, each with its own scratch.
     """
     p, n = values.shape
-    k_max = min(n, 32)
-    h_max = (k_max + 1) // 2
-    m_max = (1 << h_max) + 1  # + 1 slot read past the end by the merge
+    h_max = (min(n, 32) + 1) // 2
+    m = (1 << h_max) + 2  # sums at 1..2^h, sentinels at 0 and 2^h + 1
     per = (p + n_chunks - 1) // n_chunks
     for c in prange(n_chunks):
         r0 = c * per
         r1 = min(p, r0 + per)
         if r0 >= r1:
             continue
-        sa0 = np.empty(m_max, np.float64)
-        sa1 = np.empty(m_max, np.float64)
-        ma0 = np.empty(m_max, np.int32)
-        ma1 = np.empty(m_max, np.int32)
-        sb0 = np.empty(m_max, np.float64)
-        sb1 = np.empty(m_max, np.float64)
-        mb0 = np.empty(m_max, np.int32)
-        mb1 = np.empty(m_max, np.int32)
-        pcb = np.empty(m_max if fewest else 1, np.int32)
-        dq = np.empty(m_max if fewest else 1, np.int64)
-        idx = np.empty(n, np.int64)
+        ra0 = np.empty(m, np.float64)
+        ra1 = np.empty(m, np.float64)
+        rb0 = np.empty(m, np.float64)
+        rb1 = np.empty(m, np.float64)
+        u = np.empty(m, np.float64)
+        mm = m if fewest else 1  # bitmasks are carried through the merges only for `fewest`
+        am0 = np.empty(mm, np.int32)
+        am1 = np.empty(mm, np.int32)
+        bm0 = np.empty(mm, np.int32)
+        bm1 = np.empty(mm, np.int32)
+        shm = np.empty(mm, np.int32)
+        rhm = np.empty(mm, np.int32)
+        sh = np.empty(m, np.float64)
+        rh = np.empty(m, np.float64)
+        pcb = np.empty(m if fewest else 1, np.int32)
+        dq = np.empty(m if fewest else 1, np.int64)
+        idx = np.empty(max(n, 1), np.int64)
+        a0 = ra0[1:]
+        a1 = ra1[1:]
+        b0 = rb0[1:]
+        b1 = rb1[1:]
         for r in range(r0, r1):
             k = 0
             for q in range(n):
@@ -179,22 +489,38 @@ def solve_rows(values, targets, valid, tol, fewest, chosen, n_chunks):
                     idx[k] = q
                     k += 1
             h_a = (k + 1) // 2
-            x = values[r]
+            na = 1 << h_a
+            nb = 1 << (k - h_a)
             t = targets[r]
-            wa, na = _sorted_sums(x, idx, 0, h_a, sa0, ma0, sa1, ma1)
-            wb, nb = _sorted_sums(x, idx, h_a, k, sb0, mb0, sb1, mb1)
-            sa = sa0 if wa == 0 else sa1
-            ma = ma0 if wa == 0 else ma1
-            sb = sb0 if wb == 0 else sb1
-            mb = mb0 if wb == 0 else mb1
-            i, j = _closest(sa, na, sb, nb, t)
             if fewest:
-                fi, fj = _fewest(sa, ma, na, sb, mb, nb, t, tol, pcb, dq)
+                wa, wb = _sorted_halves(
+                    values[r], idx, k, a0, am0, a1, am1, b0, bm0, b1, bm1, sh, shm, rh, rhm
+                )
+            else:
+                wa, wb = _sorted_halves_v(values[r], idx, k, a0, a1, b0, b1, sh, rh)
+            ra = ra0 if wa == 0 else ra1
+            sb = b0 if wb == 0 else b1
+            ra[0] = -np.inf
+            ra[na + 1] = np.inf
+            u[0] = -np.inf
+            u[nb + 1] = np.inf
+            for q in range(nb):  # u = t - b, ascending
+                u[q + 1] = t - sb[nb - 1 - q]
+            i, j = _closest(ra, na, u, nb)
+            i -= 1
+            j = nb - j
+            if fewest:
+                ma = am0 if wa == 0 else am1
+                mb = bm0 if wb == 0 else bm1
+                fi, fj = _fewest(ra[1:], ma, na, sb, mb, nb, t, tol, pcb, dq)
                 if fi >= 0:
                     i = fi
                     j = fj
-            mask_a = ma[i]
-            mask_b = mb[j]
+                mask_a = ma[i]
+                mask_b = mb[j]
+            else:
+                mask_a = _find_mask(values[r], idx, 0, h_a, ra[i + 1], sh)
+                mask_b = _find_mask(values[r], idx, h_a, k, sb[j], sh)
             for b in range(h_a):
                 if (mask_a >> b) & 1:
                     chosen[r, idx[b]] = True

@@ -1,6 +1,6 @@
 """Test utilities shipped with the package, so users can check their own modules."""
 from ._equivariance import (EquivarianceReport, assert_equivariant, equivariance_error, escnn_equivariance_error,
-                            grid_exact_elements, node_permutation_error)
+                            grid_exact_elements, index_permutation_error, node_permutation_error, permute_indices)
 
 __all__ = [
     "EquivarianceReport",
@@ -8,5 +8,7 @@ __all__ = [
     "equivariance_error",
     "escnn_equivariance_error",
     "grid_exact_elements",
+    "index_permutation_error",
     "node_permutation_error",
+    "permute_indices",
 ]

@@ -18,6 +18,8 @@ __all__ = [
     "escnn_equivariance_error",
     "grid_exact_elements",
     "node_permutation_error",
+    "index_permutation_error",
+    "permute_indices",
     "assert_equivariant",
 ]
 
@@ -136,3 +138,39 @@ def assert_equivariant(report: EquivarianceReport, atol: float) -> None:
     if bad:
         lines = "\n".join(f"  {mode} {name}: {err:.3e}" for (mode, name), err in sorted(bad.items()))
         raise AssertionError(f"equivariance error above {atol:.1e}:\n{lines}")
+
+
+def permute_indices(x: torch.Tensor, perm: torch.Tensor, order: int, start_dim: int = 2) -> torch.Tensor:
+    """Relabel the ``order`` node axes of ``x`` starting at ``start_dim``: ``x'[.., i_1, .., i_k] =
+    x[.., perm[i_1], .., perm[i_k]]`` (new node ``i`` is old node ``perm[i]``)."""
+    for axis in range(start_dim, start_dim + order):
+        x = x.index_select(axis, perm)
+    return x
+
+
+def index_permutation_error(module, x: torch.Tensor, order_in: int, order_out: int,
+                            node_mask: Optional[torch.Tensor] = None, perms: Iterable[torch.Tensor] = (),
+                            n_perms: int = 3, start_dim: int = 2, modes: Sequence[str] = ("train", "eval"),
+                            generator: Optional[torch.Generator] = None) -> EquivarianceReport:
+    """Error of a module on order-k tensors ``[B, C, n, .., n]`` under relabelling of the n nodes.
+
+    ``module(x)`` (or ``module(x, node_mask)`` when ``node_mask [B, n]`` is given, which is permuted too) must
+    satisfy ``module(P·x) = P·module(x)`` where ``P`` permutes all ``order_in`` input node axes and all
+    ``order_out`` output node axes (``order_out = 0``: invariance) with the same permutation.
+    """
+    if node_mask is not None:
+        n = node_mask.shape[-1]
+    elif order_in > 0:
+        n = x.shape[start_dim]
+    else:
+        raise ValueError("index_permutation_error: an order-0 input has no node axis; pass node_mask")
+    perms = list(perms) or [torch.randperm(n, generator=generator) for _ in range(n_perms)]
+    actions = []
+    for i, perm in enumerate(perms):
+        if node_mask is None:
+            act_in = (lambda inp, perm=perm: permute_indices(inp, perm, order_in, start_dim))
+        else:
+            act_in = (lambda inp, perm=perm: (permute_indices(inp[0], perm, order_in, start_dim), inp[1][:, perm]))
+        act_out = (lambda y, perm=perm: permute_indices(y, perm, order_out, start_dim))
+        actions.append((f"perm{i}", act_in, act_out))
+    return equivariance_error(module, x if node_mask is None else (x, node_mask), actions, modes)

@@ -1,0 +1,222 @@
+"""Read a target network: its layers in execution order, batch norms to fold, what the construction supports.
+
+The target is run once on sample inputs with forward hooks on its *units*: coefficient layers, batch
+norms and parameter-free leaves (containers such as ``nn.Sequential``/``SequentialModule`` or a custom
+``forward`` are looked through). Batch norms (eval mode: a per-channel affine map) are folded into the
+layer they follow; anything that is not a supported linear layer, ReLU, pooling or reshaping raises an
+error naming the unit and the reason.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+import torch
+from torch import nn
+
+from ..basis import blocks
+from ._families import Family, family_of
+
+__all__ = ["TargetLayer", "Trace", "analyse"]
+
+_PASSIVE = ("ReLU", "MaxPool1d", "MaxPool2d", "MaxPool3d", "AvgPool1d", "AvgPool2d", "AvgPool3d",
+            "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "AdaptiveAvgPool3d", "AdaptiveMaxPool2d", "Flatten",
+            "Identity", "Dropout", "IdentityModule", "EscnnIdentity", "GroupPooling", "PointwiseMaxPool2D",
+            "PointwiseMaxPool", "PointwiseAvgPool2D", "PointwiseAvgPool", "PointwiseMaxPoolAntialiased2D",
+            "PointwiseAdaptiveAvgPool2D", "PointwiseAdaptiveMaxPool2D")
+_SIGN_PRESERVING = tuple(n for n in _PASSIVE if n != "ReLU")  # non-negative in → non-negative out
+_NORMS = ("BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "InnerBatchNorm")
+
+
+@dataclass
+class Unit:
+    path: str
+    module: nn.Module
+    kind: str  # "linear" | "norm" | "passive"
+    inputs: torch.Tensor = None
+    output: torch.Tensor = None
+
+
+@dataclass
+class TargetLayer:
+    """One linear layer of the target, with batch norm folded in.
+
+    ``alpha`` has the layout of the layer's weight coefficient tensor (``weights`` for escnn, ``weight``
+    for torch); ``beta`` ``[n_bias]`` and ``expansion`` ``[out_channels, n_bias]`` give its bias vector
+    ``expansion @ beta``.
+    """
+
+    path: str
+    module: nn.Module
+    family: Family
+    weight_name: str
+    alpha: torch.Tensor
+    beta: torch.Tensor
+    expansion: torch.Tensor
+    input_nonnegative: bool
+    folded_norm: Optional[str] = None
+    in_shape: tuple = ()
+    out_shape: tuple = ()
+
+
+@dataclass
+class Trace:
+    units: List[Unit] = field(default_factory=list)
+    layers: List[TargetLayer] = field(default_factory=list)
+
+
+def _tensor(x):
+    if isinstance(x, (tuple, list)):
+        x = x[0]
+    return x.tensor if hasattr(x, "tensor") and hasattr(x, "type") else x
+
+
+def _kind(module: nn.Module) -> Optional[str]:
+    name = type(module).__name__
+    if family_of(module) is not None:
+        return "linear"
+    if name in _NORMS:
+        return "norm"
+    if name in _PASSIVE:
+        return "passive"
+    return None
+
+
+def _units(model: nn.Module):
+    """``(path, module)`` of the units, not descending into them."""
+    stack = [("", model)]
+    while stack:
+        path, module = stack.pop()
+        kind = _kind(module)
+        children = list(module.named_children())
+        if kind is not None or not children:
+            yield path, module, kind
+            continue
+        for name, child in reversed(children):
+            stack.append((f"{path}.{name}" if path else name, child))
+
+
+_REASONS = {
+    "NormNonLinearity": "norm nonlinearities act on irrep fields; the construction needs ReLU on permutation "
+                        "representations (regular, quotient, trivial fields)",
+    "GatedNonLinearity1": "gated nonlinearities act on irrep fields; the construction needs ReLU on permutation "
+                          "representations",
+    "ELU": "the construction needs ReLU (positively homogeneous); ELU is not",
+    "Tanh": "the construction needs ReLU (positively homogeneous); Tanh is not",
+    "Sigmoid": "the construction needs ReLU (positively homogeneous); Sigmoid is not",
+    "GELU": "the construction needs ReLU (positively homogeneous); GELU is not",
+    "MultiheadAttention": "attention is not linear in an equivariant basis",
+}
+
+
+def _unsupported(path, module):
+    name = type(module).__name__
+    reason = _REASONS.get(name, "only linear layers with a known basis, ReLU, batch norm (folded), pooling and "
+                                "reshaping are supported")
+    return ValueError(f"construct: layer {path or '<root>'} ({name}) is not supported: {reason}")
+
+
+@torch.no_grad()
+def _affine_of_norm(norm: nn.Module, example: torch.Tensor):
+    """Per-channel ``(scale, shift)`` of an eval-mode norm, read off by evaluating it at 0 and 1."""
+    shape = (1, example.shape[1]) + (1,) * (example.dim() - 2)
+    zeros, ones = torch.zeros(shape), torch.ones(shape)
+    if hasattr(norm, "in_type"):
+        from .._compat import import_escnn
+
+        gt = import_escnn().nn.GeometricTensor
+        shift = norm(gt(zeros, norm.in_type)).tensor
+        scale = norm(gt(ones, norm.in_type)).tensor - shift
+    else:
+        shift, scale = norm(zeros), norm(ones) - norm(zeros)
+    return scale.reshape(-1), shift.reshape(-1)
+
+
+def _field_channels(layer, field: int) -> slice:
+    out_type = getattr(layer, "out_type", None)
+    if out_type is None:
+        return slice(field, field + 1)
+    return slice(int(out_type.fields_start[field]), int(out_type.fields_end[field]))
+
+
+def _fold(layer: TargetLayer, norm: nn.Module, path: str, example: torch.Tensor) -> None:
+    scale, shift = _affine_of_norm(norm, example)
+    weight_blocks = [b for b in blocks(layer.module) if b.tensor == layer.weight_name]
+    alpha = layer.alpha.clone()
+    for block in weight_blocks:
+        theta = block.take(alpha).clone()
+        for o, fld in enumerate(block.out_fields):
+            s = scale[_field_channels(layer.module, fld)]
+            if not torch.allclose(s, s[0].expand_as(s), rtol=1e-5, atol=1e-7):
+                raise ValueError(f"construct: batch norm {path} scales the channels of one field of "
+                                 f"{layer.path} differently; only per-field norms (InnerBatchNorm) can be folded")
+            theta[o] *= s[0]
+        block.put(alpha, theta)
+    bias = scale * (layer.expansion @ layer.beta) + shift
+    solution = torch.linalg.lstsq(layer.expansion.double(), bias.double().unsqueeze(1)).solution.squeeze(1)
+    if (layer.expansion.double() @ solution - bias.double()).abs().max() > 1e-4 * (1 + bias.abs().max()):
+        raise ValueError(f"construct: the shift of batch norm {path} is not in the bias space of {layer.path}")
+    layer.alpha, layer.beta, layer.folded_norm = alpha, solution.to(layer.beta.dtype), path
+
+
+def analyse(target: nn.Module, inputs, input_nonnegative: bool = False) -> Trace:
+    """Trace ``target`` (in eval mode) on ``inputs`` and collect its layers with folded batch norms."""
+    trace = Trace()
+    handles, seen = [], set()
+
+    def hook(unit):
+        def record(module, args, output):
+            if unit.path in seen:
+                raise ValueError(f"construct: layer {unit.path} is called more than once (shared weights are "
+                                 "not supported)")
+            seen.add(unit.path)
+            unit.inputs, unit.output = _tensor(args).detach(), _tensor(output).detach()
+            trace.units.append(unit)
+        return record
+
+    for path, module, kind in _units(target):
+        if kind is None:
+            raise _unsupported(path, module)
+        handles.append(module.register_forward_hook(hook(Unit(path, module, kind))))
+    was_training = target.training
+    target.eval()
+    try:
+        with torch.no_grad():
+            target(inputs)
+    finally:
+        for h in handles:
+            h.remove()
+        target.train(was_training)
+
+    previous: Optional[Unit] = None
+    for i, unit in enumerate(trace.units):
+        if unit.kind == "linear":
+            module = unit.module
+            family = family_of(module)
+            weight_name = next(b.tensor for b in blocks(module) if not b.is_bias)
+            trace.layers.append(TargetLayer(
+                path=unit.path, module=module, family=family, weight_name=weight_name,
+                alpha=getattr(module, weight_name).detach().clone(),
+                beta=family.bias_coefficients(module).float(), expansion=family.bias_expansion(module).float(),
+                input_nonnegative=(_nonnegative(trace.units[:i], input_nonnegative)
+                                   and bool((unit.inputs >= 0).all())),
+                in_shape=tuple(unit.inputs.shape[1:]), out_shape=tuple(unit.output.shape[1:])))
+        elif unit.kind == "norm":
+            if previous is None or previous.kind != "linear" or not torch.equal(previous.output, unit.inputs):
+                raise ValueError(f"construct: batch norm {unit.path} must directly follow a linear layer to be "
+                                 "folded into it")
+            _fold(trace.layers[-1], unit.module, unit.path, unit.inputs)
+        previous = unit
+    if not trace.layers:
+        raise ValueError("construct: the target has no linear layer the construction knows")
+    return trace
+
+
+def _nonnegative(before: List[Unit], input_nonnegative: bool) -> bool:
+    for unit in reversed(before):
+        name = type(unit.module).__name__
+        if name == "ReLU":
+            return True
+        if name not in _SIGN_PRESERVING:
+            return False
+    return input_nonnegative
