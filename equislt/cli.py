@@ -1,4 +1,4 @@
-"""Command line: ``equislt demo``."""
+"""Command line: ``equislt demo`` and ``equislt construct``."""
 from __future__ import annotations
 
 import argparse
@@ -25,24 +25,61 @@ def _sparsity(text: str) -> float:
     return value
 
 
+def _tol(text: str) -> float:
+    value = float(text)
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"tol must be in (0, 1); got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .demo import DemoConfig
 
     parser = argparse.ArgumentParser(prog="equislt", description="Strong lottery tickets in equivariant networks.")
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="C4-steerable target vs supermask ticket on rotated digits (offline)")
     d = DemoConfig()
+    demo = sub.add_parser("demo", help="C4-steerable target vs its strong lottery ticket on rotated digits")
+    demo.add_argument("--method", choices=("construct", "search"), default=d.method,
+                      help="construct: provable Subset-Sum pruning (default); search: supermask training")
     demo.add_argument("--seed", type=int, default=d.seed)
     demo.add_argument("--target-channels", type=_channels, default=d.target_channels,
                       help="regular fields per stage of the trained target (default: %(default)s)")
-    demo.add_argument("--ticket-channels", type=_channels, default=d.ticket_channels,
-                      help="regular fields per stage of the random network (default: %(default)s)")
     demo.add_argument("--target-epochs", type=int, default=d.target_epochs)
+    demo.add_argument("--tol", type=_tol, default=d.tol, help="construct: per-coefficient tolerance")
+    demo.add_argument("--ticket-channels", type=_channels, default=d.ticket_channels,
+                      help="search: regular fields per stage of the random network (default: %(default)s)")
     demo.add_argument("--search-epochs", type=int, default=d.search_epochs)
-    demo.add_argument("--sparsity", type=_sparsity, default=d.sparsity, help="fraction of coefficients pruned")
-    demo.add_argument("--out", default=d.out, help="directory for the ticket's masks and result.json")
+    demo.add_argument("--sparsity", type=_sparsity, default=d.sparsity, help="search: fraction pruned")
+    demo.add_argument("--out", default=d.out, help="directory for target.pt, the ticket and result.json")
     demo.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+    con = sub.add_parser("construct", help="construct a ticket for a saved target (equislt.models.save_model)")
+    con.add_argument("--target", required=True, help="target checkpoint, e.g. runs/demo/target.pt")
+    con.add_argument("--inputs", default="digits",
+                     help="sample inputs: 'digits' (held-out rotated digits) or a .pt file holding a tensor")
+    con.add_argument("--tol", type=_tol, default=1e-4, help="per-coefficient Subset-Sum tolerance")
+    con.add_argument("--eps", type=float, default=None, help="fail unless the certified bound is below eps")
+    con.add_argument("--n", type=int, default=None, help="summands per pool (default from --tol)")
+    con.add_argument("--seed", type=int, default=0)
+    con.add_argument("--policy", choices=("widen", "report", "raise"), default="widen")
+    con.add_argument("--fewest", action="store_true", help="keep the fewest coefficients within tol")
+    con.add_argument("--input-nonnegative", action="store_true", help="inputs are >= 0 (e.g. images)")
+    con.add_argument("--out", default="ticket.pt")
+    con.add_argument("--no-progress", action="store_true")
     return parser
+
+
+def _inputs(spec: str):
+    import torch
+
+    if spec == "digits":
+        from .data import rotated_digits
+
+        return rotated_digits("test").tensors[0]
+    value = torch.load(spec, weights_only=False)
+    if not isinstance(value, torch.Tensor):
+        raise SystemExit(f"equislt construct: --inputs {spec} must hold a tensor, got {type(value).__name__}")
+    return value
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -50,10 +87,23 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.command == "demo":
         from .demo import DemoConfig, run_demo
 
-        run_demo(DemoConfig(seed=args.seed, target_channels=args.target_channels,
-                            ticket_channels=args.ticket_channels, target_epochs=args.target_epochs,
+        run_demo(DemoConfig(method=args.method, seed=args.seed, target_channels=args.target_channels,
+                            target_epochs=args.target_epochs, tol=args.tol, ticket_channels=args.ticket_channels,
                             search_epochs=args.search_epochs, sparsity=args.sparsity, out=args.out,
                             progress=not args.no_progress))
+    elif args.command == "construct":
+        from .construct import construct
+        from .models import load_model
+
+        try:
+            target = load_model(args.target)
+        except (OSError, ValueError) as err:
+            raise SystemExit(f"equislt construct: {err}")
+        ticket = construct(target, _inputs(args.inputs), tol=args.tol, eps=args.eps, n=args.n, seed=args.seed,
+                           policy=args.policy, fewest=args.fewest, input_nonnegative=args.input_nonnegative,
+                           progress=not args.no_progress, log=print)
+        ticket.save(args.out)
+        print(f"saved the ticket to {args.out} (sparsity {ticket.sparsity():.3f})")
     return 0
 
 

@@ -1,9 +1,12 @@
-"""The main job: a C4-steerable target on rotated digits vs a supermask ticket in a random wider copy.
+"""The main job: a trained C4-steerable target on rotated digits and a strong lottery ticket for it.
 
 1. train a small C4-steerable CNN (the target) on scikit-learn's bundled digits, rotated by multiples of 90°;
-2. build a wider copy with fresh random coefficients, swap in supermask layers and learn only the scores
-   (edge-popup): the ticket is the random network's seed plus the coefficient masks;
-3. report target vs ticket accuracy, sparsity, and the ticket's equivariance error under exact 90° rotations.
+2. ``method="construct"`` (default): build a random overparametrised C4 network from a seed and prune it
+   by batched Subset-Sum so that it approximates the target (:func:`equislt.construct.construct`);
+   ``method="search"``: learn supermask scores in a random wider copy (edge-popup);
+3. report target vs ticket accuracy (the ticket is the *pruned random network itself*), prediction
+   agreement, max output error, equivariance error under exact 90° rotations, counts and times; save
+   the target, the ticket and ``result.json``.
 """
 from __future__ import annotations
 
@@ -20,16 +23,17 @@ __all__ = ["DemoConfig", "run_demo"]
 
 @dataclass
 class DemoConfig:
+    method: str = "construct"
     seed: int = 0
     target_channels: tuple = (8, 16)
-    ticket_channels: tuple = (24, 48)
     target_epochs: int = 6
-    search_epochs: int = 6
-    sparsity: float = 0.5
     batch_size: int = 32
     target_lr: float = 1e-2
+    tol: float = 1e-4  # construct: per-coefficient Subset-Sum tolerance
+    ticket_channels: tuple = (24, 48)  # search: the random wider network
+    search_epochs: int = 6
+    sparsity: float = 0.5
     search_lr: float = 0.01
-    search_optimizer: str = "adam"
     out: Optional[str] = "runs/demo"
     progress: bool = True
 
@@ -43,63 +47,106 @@ def _rotation_error(model, images: torch.Tensor) -> dict:
     return {"train": report.max("train"), "eval": report.max("eval")}
 
 
-def run_demo(config: DemoConfig = DemoConfig(), log=print) -> dict:
-    from . import nn as enn_slt
-    from .data import rotated_digits
-    from .models import accuracy, steerable_cnn, train_classifier
-    from .search import train_scores
+@torch.no_grad()
+def _predict(model, images: torch.Tensor) -> torch.Tensor:
+    was = model.training
+    model.eval()
+    try:
+        return torch.cat([model(chunk) for chunk in images.split(256)])
+    finally:
+        model.train(was)
 
+
+def run_demo(config: DemoConfig = DemoConfig(), log=print) -> dict:
+    from .data import rotated_digits
+    from .models import save_model, steerable_cnn, train_classifier
+
+    if config.method not in ("construct", "search"):
+        raise ValueError(f"demo: method must be 'construct' or 'search', got {config.method!r}")
     torch.manual_seed(config.seed)
     train_set = rotated_digits("train", rotations="c4", seed=config.seed)
     test_set = rotated_digits("test", rotations="c4", seed=config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     train_loader = torch.utils.data.DataLoader(train_set, batch_size=config.batch_size, shuffle=True,
                                                generator=generator)
-    test_loader = torch.utils.data.DataLoader(test_set, batch_size=256)
-    log(f"rotated digits (C4): {len(train_set)} train / {len(test_set)} test images, "
-        f"{tuple(train_set.tensors[0].shape[1:])}")
+    images, labels = test_set.tensors
+    log(f"rotated digits (C4): {len(train_set)} train / {len(test_set)} held-out images, "
+        f"{tuple(images.shape[1:])}")
 
     start = time.perf_counter()
     target = steerable_cnn("c4", channels=config.target_channels)
     train_classifier(target, train_loader, epochs=config.target_epochs, lr=config.target_lr,
                      progress=config.progress)
-    target_acc = accuracy(target, test_loader)
-    target_time = time.perf_counter() - start
-    n_target = sum(p.numel() for p in target.parameters())
-    log(f"target  C4-CNN {config.target_channels}: test accuracy {target_acc:.3f} "
-        f"({n_target} trained parameters, {target_time:.0f} s)")
+    target_logits = _predict(target, images)
+    target_acc = float((target_logits.argmax(1) == labels).float().mean())
+    seconds = {"target": time.perf_counter() - start}
+    log(f"target  C4-CNN {tuple(config.target_channels)}: held-out accuracy {target_acc:.4f} "
+        f"({sum(p.numel() for p in target.parameters())} trained parameters, {seconds['target']:.0f} s)")
 
     start = time.perf_counter()
-    ticket = steerable_cnn("c4", channels=config.ticket_channels)
-    enn_slt.supermask(ticket, sparsity=config.sparsity, seed=config.seed)
-    train_scores(ticket, train_loader, epochs=config.search_epochs, lr=config.search_lr,
-                 optimizer=config.search_optimizer, progress=config.progress)
-    ticket_acc = accuracy(ticket, test_loader)
-    search_time = time.perf_counter() - start
-    masks = enn_slt.masks_of(ticket)
-    total = sum(m.numel() for named in masks.values() for m in named.values())
-    kept = sum(int(m.sum()) for named in masks.values() for m in named.values())
-    error = _rotation_error(ticket, test_set.tensors[0][:64])
-    log(f"ticket  random C4-CNN {config.ticket_channels}, supermask: test accuracy {ticket_acc:.3f}, "
-        f"kept {kept}/{total} coefficients (sparsity {1 - kept / total:.2f}), no weight trained ({search_time:.0f} s)")
+    result = {"config": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()}}
+    if config.method == "construct":
+        from .construct import construct
+
+        ticket = construct(target, images, tol=config.tol, seed=config.seed, input_nonnegative=True,
+                           progress=config.progress)
+        network, certificate = ticket.network, ticket.certificate
+        result["certificate"] = certificate.as_dict()
+        kept, total = certificate.kept_coefficients, certificate.random_coefficients
+    else:
+        from . import nn as slt_nn
+        from .search import train_scores
+
+        network = steerable_cnn("c4", channels=config.ticket_channels)
+        slt_nn.supermask(network, sparsity=config.sparsity, seed=config.seed)
+        train_scores(network, train_loader, epochs=config.search_epochs, lr=config.search_lr, optimizer="adam",
+                     progress=config.progress)
+        masks = slt_nn.masks_of(network)
+        total = sum(m.numel() for named in masks.values() for m in named.values())
+        kept = sum(int(m.sum()) for named in masks.values() for m in named.values())
+    seconds["ticket"] = time.perf_counter() - start
+    ticket_logits = _predict(network, images)  # the pruned random network itself
+    ticket_acc = float((ticket_logits.argmax(1) == labels).float().mean())
+    agreement = float((ticket_logits.argmax(1) == target_logits.argmax(1)).float().mean())
+    max_error = float((ticket_logits - target_logits).abs().max())
+    error = _rotation_error(network, images[:64])
+    how = "pruned by Subset-Sum" if config.method == "construct" else "supermask search"
+    log(f"ticket  random C4 network, {how}: held-out accuracy {ticket_acc:.4f}, agreement with the target "
+        f"{agreement:.4f}, max |logit error| {max_error:.2e} ({seconds['ticket']:.0f} s, no weight trained)")
+    log(f"ticket  kept {kept}/{total} random coefficients (sparsity {1 - kept / total:.3f})"
+        + (f"; the target has {certificate.target_coefficients}; any network that can be pruned to every "
+           f"such target needs >= {certificate.lower_bound:.0f} (Pensia/Ferbach lower bound)"
+           if config.method == "construct" else ""))
+    if config.method == "construct":
+        bound = certificate.bound
+        log(f"ticket  certified sup error over ||x|| <= {certificate.input_radius:.2f}: "
+            + (f"{bound:.3g}" if bound is not None else f"unavailable ({certificate.bound_note})"))
     log(f"ticket  equivariance error under 90° rotations: train mode {error['train']:.1e}, "
         f"eval mode {error['eval']:.1e}")
 
-    result = {
-        "config": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()},
+    result.update({
+        "method": config.method,
         "target_accuracy": target_acc,
         "ticket_accuracy": ticket_acc,
+        "prediction_agreement": agreement,
+        "max_output_error": max_error,
         "chance": 0.1,
         "coefficients_total": total,
         "coefficients_kept": kept,
         "sparsity": 1 - kept / total,
         "equivariance_error": error,
-        "seconds": {"target": target_time, "search": search_time},
-    }
+        "seconds": seconds,
+    })
     if config.out:
         out = Path(config.out)
         out.mkdir(parents=True, exist_ok=True)
-        enn_slt.save_masks(ticket, out / "ticket_masks.pt")
+        save_model(target, out / "target.pt")
+        if config.method == "construct":
+            ticket.save(out / "ticket.pt")
+        else:
+            from .nn import save_masks
+
+            save_masks(network, out / "ticket_masks.pt")
         (out / "result.json").write_text(json.dumps(result, indent=2))
-        log(f"saved the ticket's masks (seed {config.seed}) and result.json to {out}/")
+        log(f"saved target.pt, the ticket (seed {config.seed} + masks) and result.json to {out}/")
     return result

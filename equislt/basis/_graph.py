@@ -136,8 +136,9 @@ def _parts(conv) -> List[Tuple[str, nn.Module, str]]:
         if not linears:
             raise ValueError("GINConv: its nn has no Linear layer to take coefficients from")
         first = linears[0][1]
-        if conv.nn is not first and not _starts_with(conv.nn, first):
-            raise ValueError("GINConv: the first module of its nn must be a Linear (the coefficients of (1+ε)I + A)")
+        if _first_linear_applied(conv.nn) is not first:
+            raise ValueError("GINConv: its nn must apply a Linear first (nn.Sequential or PyG MLP): that Linear holds "
+                             "the coefficients of (1+ε)I + A")
         return [(f"nn.{linears[0][0]}" if linears[0][0] else "nn", first, "gin")] + [
             (f"nn.{p}", m, "identity") for p, m in linears[1:]]
     if isinstance(conv, pyg_nn.GraphConv):
@@ -154,15 +155,15 @@ def _parts(conv) -> List[Tuple[str, nn.Module, str]]:
                     "(GCNConv, GINConv, GraphConv, SAGEConv)")
 
 
-def _starts_with(module: nn.Module, first: nn.Module) -> bool:
-    """True if ``first`` is the first leaf module ``module`` applies (Sequential or PyG MLP)."""
-    for child in module.children():
-        if child is first:
-            return True
-        if isinstance(child, (nn.Sequential, nn.ModuleList)) or type(child).__name__ == "MLP":
-            return _starts_with(child, first)
-        return False
-    return False
+def _first_linear_applied(module: nn.Module):
+    """The Linear a GIN MLP applies first (``nn.Sequential`` or PyG ``MLP``), else ``None``."""
+    if _is_linear(module):
+        return module
+    if type(module).__name__ == "MLP" and hasattr(module, "lins"):
+        return module.lins[0] if len(module.lins) else None
+    if isinstance(module, nn.Sequential) and len(module):
+        return _first_linear_applied(module[0])
+    return None
 
 
 def is_graph_layer(module) -> bool:
@@ -178,7 +179,7 @@ def graph_blocks(conv) -> List[GraphBlock]:
     weights, biases = [], []
     for path, linear, op in _parts(conv):
         _check_initialised(linear, f"{type(conv).__name__}.{path}")
-        eps = float(conv.eps) if op == "gin" else 0.0
+        eps = float(conv.eps.detach()) if op == "gin" else 0.0
         for block in dense_blocks(linear):
             kind = "constant" if block.is_bias else op
             new = GraphBlock(f"{path}.{block.tensor}", block.index, block.basis, block.out_fields, block.in_fields,

@@ -121,14 +121,19 @@ def _affine_of_norm(norm: nn.Module, example: torch.Tensor):
     """Per-channel ``(scale, shift)`` of an eval-mode norm, read off by evaluating it at 0 and 1."""
     shape = (1, example.shape[1]) + (1,) * (example.dim() - 2)
     zeros, ones = torch.zeros(shape), torch.ones(shape)
-    if hasattr(norm, "in_type"):
-        from .._compat import import_escnn
+    was_training = norm.training
+    norm.eval()  # running statistics, not the statistics of this probe batch
+    try:
+        if hasattr(norm, "in_type"):
+            from .._compat import import_escnn
 
-        gt = import_escnn().nn.GeometricTensor
-        shift = norm(gt(zeros, norm.in_type)).tensor
-        scale = norm(gt(ones, norm.in_type)).tensor - shift
-    else:
-        shift, scale = norm(zeros), norm(ones) - norm(zeros)
+            gt = import_escnn().nn.GeometricTensor
+            shift = norm(gt(zeros, norm.in_type)).tensor
+            scale = norm(gt(ones, norm.in_type)).tensor - shift
+        else:
+            shift, scale = norm(zeros), norm(ones) - norm(zeros)
+    finally:
+        norm.train(was_training)
     return scale.reshape(-1), shift.reshape(-1)
 
 
@@ -159,30 +164,42 @@ def _fold(layer: TargetLayer, norm: nn.Module, path: str, example: torch.Tensor)
     layer.alpha, layer.beta, layer.folded_norm = alpha, solution.to(layer.beta.dtype), path
 
 
+TRACE_SAMPLES = 128
+
+
 def analyse(target: nn.Module, inputs, input_nonnegative: bool = False) -> Trace:
-    """Trace ``target`` (in eval mode) on ``inputs`` and collect its layers with folded batch norms."""
+    """Trace ``target`` (in eval mode) on the first ``TRACE_SAMPLES`` of ``inputs`` and collect its layers with
+    folded batch norms."""
     trace = Trace()
     handles, seen = [], set()
 
-    def hook(unit):
-        def record(module, args, output):
+    def before(unit):
+        def record(module, args):
             if unit.path in seen:
                 raise ValueError(f"construct: layer {unit.path} is called more than once (shared weights are "
                                  "not supported)")
             seen.add(unit.path)
-            unit.inputs, unit.output = _tensor(args).detach(), _tensor(output).detach()
+            # clones, recorded before the call: in-place ops (ReLU(inplace=True)) must not change them
+            unit.inputs = _tensor(args).detach().clone()
             trace.units.append(unit)
+        return record
+
+    def after(unit):
+        def record(module, args, output):
+            unit.output = _tensor(output).detach().clone()
         return record
 
     for path, module, kind in _units(target):
         if kind is None:
             raise _unsupported(path, module)
-        handles.append(module.register_forward_hook(hook(Unit(path, module, kind))))
+        unit = Unit(path, module, kind)
+        handles.append(module.register_forward_pre_hook(before(unit)))
+        handles.append(module.register_forward_hook(after(unit)))
     was_training = target.training
     target.eval()
     try:
         with torch.no_grad():
-            target(inputs)
+            target(inputs[:TRACE_SAMPLES])
     finally:
         for h in handles:
             h.remove()

@@ -1,7 +1,6 @@
 """The Ticket: seed + plan + packed masks (+ certificate), which regenerate the pruned random network."""
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -61,7 +60,9 @@ class Ticket:
             if architecture is None:
                 raise ValueError("Ticket.load: this ticket records no architecture factory; pass target=<a model "
                                  "with the target's architecture>")
-            target = build_architecture(architecture)
+            from ..models._io import build_from_architecture
+
+            target = build_from_architecture(architecture)
         plans = [LayerPlan(**p) for p in payload["plans"]]
         network = build_random_network(target, plans, payload["seed"])
         masks = unpack_all(payload["masks"])
@@ -88,9 +89,3 @@ def architecture_of(target: nn.Module) -> Optional[dict]:
     """``{"factory": "module:function", "kwargs": {...}}`` if ``target`` records how it was built."""
     spec = getattr(target, "equislt_architecture", None)
     return dict(spec) if spec else None
-
-
-def build_architecture(spec: dict) -> nn.Module:
-    module_name, _, function = spec["factory"].partition(":")
-    factory = getattr(importlib.import_module(module_name), function)
-    return factory(**spec.get("kwargs", {}))

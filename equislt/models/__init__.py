@@ -2,6 +2,7 @@
 PyG MPNNs) and training helpers."""
 from ._graph import IGN, GraphClassifier, count_parameters, gin_classifier, graph_accuracy, train_graph_model
 from ._steerable import PlainCNN, SteerableCNN, c4_steerable_cnn, parse_group, plain_cnn, steerable_cnn
+from ._io import load_model, save_model
 from ._train import accuracy, train_classifier
 
 __all__ = [
@@ -19,4 +20,6 @@ __all__ = [
     "train_graph_model",
     "graph_accuracy",
     "count_parameters",
+    "load_model",
+    "save_model",
 ]

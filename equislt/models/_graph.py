@@ -102,7 +102,7 @@ def train_graph_model(model: nn.Module, loader: Iterable, epochs: int = 50, lr: 
             loss = nn.functional.cross_entropy(_logits(model, batch), batch.y.view(-1))
             loss.backward()
             optimizer.step()
-            total += float(loss) * batch.num_graphs
+            total += float(loss.detach()) * batch.num_graphs
             count += batch.num_graphs
         losses.append(total / max(count, 1))
     return losses

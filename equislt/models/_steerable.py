@@ -190,7 +190,11 @@ def steerable_cnn(
     in_channels : int
         Number of trivial (scalar) input fields.
     """
-    return SteerableCNN(group, channels, kernel_size, num_classes, input_size, invariant, width, in_channels)
+    model = SteerableCNN(group, channels, kernel_size, num_classes, input_size, invariant, width, in_channels)
+    model.equislt_architecture = {"factory": "equislt.models:steerable_cnn", "kwargs": dict(
+        group=group, channels=list(channels), kernel_size=kernel_size, num_classes=num_classes,
+        input_size=input_size, invariant=invariant, width=width, in_channels=in_channels)}
+    return model
 
 
 def c4_steerable_cnn(**kwargs: Any) -> SteerableCNN:
@@ -213,5 +217,9 @@ def plain_cnn(
     ``channels`` counts ordinary channels; to match a steerable model's feature width multiply by ``|G|``
     (or pass ``width=|G|``).
     """
-    return PlainCNN(channels, kernel_size, num_classes, input_size, width, in_channels)
+    model = PlainCNN(channels, kernel_size, num_classes, input_size, width, in_channels)
+    model.equislt_architecture = {"factory": "equislt.models:plain_cnn", "kwargs": dict(
+        channels=list(channels), kernel_size=kernel_size, num_classes=num_classes, input_size=input_size,
+        width=width, in_channels=in_channels)}
+    return model
 

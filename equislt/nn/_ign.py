@@ -159,14 +159,18 @@ class IGNLinear(nn.Module):
             counts = node_mask.sum(1).clamp(min=1).to(x.dtype)
         else:
             counts = None
+        # internal layout: channels first, then batch ([C, B, n, ..]): channel mixing is one 2-D matmul per group
+        xt = x.transpose(0, 1)
         compact: Dict[Tuple[int, ...], torch.Tensor] = {}
         for group in self._plan:
-            reduced = torch.einsum(group.equation, x)
-            mixed = torch.einsum("ocg,bc...->bgo...", weight[:, :, group.indices], reduced)
+            reduced = torch.einsum(group.equation, xt)  # diagonals and sums: [C_in, B, n^m], m <= k_in
+            rest = reduced.shape[1:]
+            w = weight[:, :, group.indices].permute(2, 0, 1).reshape(-1, self.in_channels)
+            mixed = (w @ reduced.reshape(self.in_channels, -1)).view(len(group.items), self.out_channels, *rest)
             for j, item in enumerate(group.items):
-                z = mixed[:, j]
+                z = mixed[j]
                 if item.summed and self.normalisation == "mean":
-                    z = z / (counts.view(-1, *([1] * (z.dim() - 1))) ** item.summed if counts is not None
+                    z = z / (counts.view(1, -1, *([1] * (z.dim() - 2))) ** item.summed if counts is not None
                              else float(n) ** item.summed)
                 z = z.permute(0, 1, *[2 + d for d in item.permutation]) if item.permutation else z
                 z = z.reshape(*z.shape[:2], *item.view_shape(z.shape[2:]))
@@ -175,24 +179,25 @@ class IGNLinear(nn.Module):
             bias = self.coefficient("bias")
             for q, pattern in enumerate(self.bias_partitions):
                 width = max(pattern) + 1 if pattern else 0
-                z = bias[:, q].view(1, -1, *([1] * width))
+                z = bias[:, q].view(-1, 1, *([1] * width))
                 compact[pattern] = z if pattern not in compact else compact[pattern] + z
         out = None
-        full = (batch, self.out_channels) + (n,) * self.k_out
+        full = (self.out_channels, batch) + (n,) * self.k_out
+        strides = _contiguous_strides(full)
         for pattern, z in compact.items():
             width = max(pattern) + 1 if pattern else 0
-            z = z.expand(batch, self.out_channels, *([n] * width))
+            z = z.expand(self.out_channels, batch, *([n] * width))
             if width < self.k_out:  # place on the generalised diagonal of the output
-                strides = _contiguous_strides(full)
                 diag_strides = [strides[0], strides[1]] + [
                     sum(strides[2 + p] for p, label in enumerate(pattern) if label == b) for b in range(width)]
                 z = torch.as_strided_scatter(z.new_zeros(full), z, z.shape, diag_strides)
             out = z if out is None else out + z
         if out is None:
             out = x.new_zeros(full)
+        out = out.transpose(0, 1)
         if node_mask is not None and self.k_out:
             out = out * node_mask_power(node_mask, self.k_out).unsqueeze(1).to(out.dtype)
-        return out
+        return out.contiguous()
 
     # -- dense reference ------------------------------------------------------------------------------
     def dense_weight(self, n: int) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
@@ -255,7 +260,7 @@ def _make_plan(partitions, k: int, l: int) -> List[_Group]:
                 first.append(b)
         kept = [b for b in first if blocks[b][0]]  # input blocks tied to output positions
         letters = {b: _LETTERS[in_labels[in_blocks.index(b)]] for b in first}
-        equation = "bc" + "".join(letters[b] for b in in_blocks) + "->bc" + "".join(letters[b] for b in kept)
+        equation = "cb" + "".join(letters[b] for b in in_blocks) + "->cb" + "".join(letters[b] for b in kept)
         pattern = _rgs(pi[:l])
         out_blocks = []  # output blocks in order of first appearance among output positions
         for b in pi[:l]:

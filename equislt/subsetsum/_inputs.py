@@ -25,6 +25,15 @@ class Problem:
     out_device: torch.device
 
 
+_NUMPY_DTYPES = {torch.float16, torch.float32, torch.float64, torch.int8, torch.int16,
+                 torch.int32, torch.int64, torch.uint8}
+
+
+def _numpy_ok(x: torch.Tensor) -> bool:
+    """CPU tensor whose dtype numpy represents exactly (shares memory via ``.numpy()``)."""
+    return x.device.type == "cpu" and x.dtype in _NUMPY_DTYPES
+
+
 def _as_tensor(x: Any, name: str) -> tuple[torch.Tensor, bool]:
     if isinstance(x, torch.Tensor):
         return x.detach(), True
@@ -75,12 +84,6 @@ def prepare(
     out_dtype = v.dtype if v.is_floating_point() else torch.float64
     out_device = v.device
     dev = torch.device(device) if device is not None else v.device
-    v64 = v.to(device=dev, dtype=torch.float64)
-    t64 = t.to(device=dev, dtype=torch.float64)
-    if not bool(torch.isfinite(v64).all()):
-        raise ValueError("`values` contains NaN or infinite entries")
-    if not bool(torch.isfinite(t64).all()):
-        raise ValueError("`targets` contains NaN or infinite entries")
     m: torch.Tensor | None = None
     if valid is not None:
         m, _ = _as_tensor(valid, "valid")
@@ -91,7 +94,27 @@ def prepare(
                 raise ValueError(f"`valid` must be boolean, got {m.dtype}")
             m = m != 0
         m = m.to(dev)
-        v64 = torch.where(m, v64, torch.zeros((), dtype=torch.float64, device=dev))
+    if dev.type == "cpu" and _numpy_ok(v) and _numpy_ok(t) and (m is None or m.device.type == "cpu"):
+        # same checks and conversions in (single-threaded) numpy: torch's intra-op
+        # threads add large fixed latencies per op on a busy machine
+        v64n = np.array(v.numpy(), dtype=np.float64, order="C")
+        t64n = np.array(t.numpy(), dtype=np.float64, order="C")
+        if not np.isfinite(v64n).all():
+            raise ValueError("`values` contains NaN or infinite entries")
+        if not np.isfinite(t64n).all():
+            raise ValueError("`targets` contains NaN or infinite entries")
+        if m is not None:
+            v64n[~m.numpy()] = 0.0
+        v64, t64 = torch.from_numpy(v64n), torch.from_numpy(t64n)
+    else:
+        v64 = v.to(device=dev, dtype=torch.float64)
+        t64 = t.to(device=dev, dtype=torch.float64)
+        if not bool(torch.isfinite(v64).all()):
+            raise ValueError("`values` contains NaN or infinite entries")
+        if not bool(torch.isfinite(t64).all()):
+            raise ValueError("`targets` contains NaN or infinite entries")
+        if m is not None:
+            v64 = torch.where(m, v64, torch.zeros((), dtype=torch.float64, device=dev))
     if tol is not None:
         tol = float(tol)
         if not np.isfinite(tol) or tol < 0:
@@ -103,9 +126,17 @@ def prepare(
 
 def finish(prob: Problem, chosen: torch.Tensor, tol: float | None) -> SubsetSumResult:
     """Recompute residuals from ``chosen`` and convert back to the caller's library."""
-    if prob.valid is not None:
-        chosen = chosen & prob.valid
-    residual = (prob.values * chosen).sum(dim=1) - prob.targets
+    if prob.values.device.type == "cpu" and chosen.device.type == "cpu":
+        ch = chosen.numpy()
+        if prob.valid is not None:
+            ch = ch & prob.valid.numpy()
+        # values are zeroed where invalid: a masked row sum (single-threaded numpy)
+        res_np = np.where(ch, prob.values.numpy(), 0.0).sum(axis=1) - prob.targets.numpy()
+        chosen, residual = torch.from_numpy(ch), torch.from_numpy(res_np)
+    else:
+        if prob.valid is not None:
+            chosen = chosen & prob.valid
+        residual = (prob.values * chosen).sum(dim=1) - prob.targets
     chosen = chosen.to(prob.out_device)
     residual = residual.to(device=prob.out_device, dtype=prob.out_dtype)
     if not prob.as_torch:

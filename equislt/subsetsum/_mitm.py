@@ -208,27 +208,21 @@ def _pick_backend(backend: str | None, dev: torch.device, v: torch.Tensor, t: to
         backend = "numba" if _numba_module() is not None else "numpy"
     if backend == "numba" and v.numel() > 0:
         # the compiled kernel uses +-inf sentinels: all subset sums must be finite
-        bound = v.abs().sum(dim=1) + t.abs()
-        if not bool(torch.isfinite(bound).all()):
+        vn, tn = v.numpy(), t.numpy()
+        with np.errstate(over="ignore"):
+            bound = np.abs(vn).sum(axis=1) + np.abs(tn)
+        if not np.isfinite(bound).all():
             return "numpy"
     return backend
 
 
 def _solve_numba(prob: Any, tol: float | None, fewest: bool) -> np.ndarray:
     """Run the compiled kernel on a validated CPU problem; returns ``chosen`` [P, N]."""
-    nb = _numba_module()
+    valid = None if prob.valid is None else np.ascontiguousarray(prob.valid.numpy())
     v = prob.values.numpy()
-    p, n = v.shape
-    chosen = np.zeros((p, n), dtype=np.bool_)
-    valid = (
-        np.ones((p, n), dtype=np.bool_) if prob.valid is None
-        else np.ascontiguousarray(prob.valid.numpy())
-    )
-    n_chunks = min(p, 8 * nb.num_threads())  # a few chunks per thread for balance
-    nb.solve_rows(
-        v, prob.targets.numpy(), valid, -1.0 if tol is None else tol, bool(fewest), chosen, n_chunks
-    )
-    return chosen
+    if valid is None:
+        valid = np.ones(v.shape, dtype=np.bool_)
+    return _numba_module().solve(v, prob.targets.numpy(), valid, tol, fewest)
 
 
 def solve(
