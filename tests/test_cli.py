@@ -1,26 +1,53 @@
-"""The main job runs end to end (a fast configuration) and reports what it claims."""
+"""The main job and the CLI run end to end (fast configurations) and report what they claim."""
 import json
 
 import pytest
+import torch
 
 from equislt.cli import main
+from equislt.construct import Ticket
 
 
-def test_demo_fast_path(tmp_path, capsys):
+def test_demo_construct_fast_path(tmp_path, capsys):
     out = tmp_path / "demo"
-    assert main(["demo", "--target-epochs", "2", "--search-epochs", "2", "--ticket-channels", "12,24",
-                 "--no-progress", "--out", str(out)]) == 0
+    assert main(["demo", "--target-epochs", "2", "--target-channels", "4,8", "--tol", "1e-3", "--no-progress",
+                 "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "target" in printed and "ticket" in printed and "equivariance error" in printed
+    assert "pruned by Subset-Sum" in printed and "equivariance error" in printed and "certified" in printed
     result = json.loads((out / "result.json").read_text())
-    assert result["target_accuracy"] > 0.5
+    assert result["target_accuracy"] > 0.3  # chance is 0.1
+    assert result["prediction_agreement"] >= 0.99
+    assert abs(result["ticket_accuracy"] - result["target_accuracy"]) <= 0.01
+    assert result["max_output_error"] <= result["certificate"]["bound"]
+    assert max(result["equivariance_error"].values()) < 1e-5
+    ticket = Ticket.load(out / "ticket.pt")  # regenerated from seed + masks + recorded architecture
+    assert abs(ticket.sparsity() - result["sparsity"]) < 1e-9
+
+    # equislt construct on the saved target reproduces the demo's ticket (same seed, same tolerance)
+    assert main(["construct", "--target", str(out / "target.pt"), "--tol", "1e-3", "--input-nonnegative",
+                 "--no-progress", "--out", str(tmp_path / "again.pt")]) == 0
+    again = Ticket.load(tmp_path / "again.pt")
+    x = torch.rand(4, 1, 17, 17)
+    with torch.no_grad():
+        assert torch.equal(again.network(x), ticket.network(x))
+
+
+def test_demo_search_fast_path(tmp_path, capsys):
+    out = tmp_path / "search"
+    assert main(["demo", "--method", "search", "--target-epochs", "2", "--search-epochs", "2",
+                 "--ticket-channels", "12,24", "--no-progress", "--out", str(out)]) == 0
+    result = json.loads((out / "result.json").read_text())
     assert result["ticket_accuracy"] > 0.2  # chance is 0.1; two epochs of score search only
     assert result["sparsity"] == pytest.approx(0.5, abs=1e-3)
     assert max(result["equivariance_error"].values()) < 1e-5
     assert (out / "ticket_masks.pt").exists()
 
 
-def test_demo_rejects_bad_sparsity(capsys):
+def test_bad_arguments_are_explained(capsys, tmp_path):
     with pytest.raises(SystemExit):
         main(["demo", "--sparsity", "1.5"])
     assert "fraction pruned" in capsys.readouterr().err
+    bogus = tmp_path / "bogus.pt"
+    torch.save({"weights": 1}, bogus)
+    with pytest.raises(SystemExit, match="not an equislt model checkpoint"):
+        main(["construct", "--target", str(bogus), "--no-progress"])

@@ -117,7 +117,8 @@ def construct(target: nn.Module, inputs: torch.Tensor, *, tol: float = 1e-3, n: 
 
     t0 = time.perf_counter()
     x = inputs
-    radius = float(x.reshape(x.shape[0], -1).norm(dim=1).max()) if input_radius is None else float(input_radius)
+    flat = x.tensor if hasattr(x, "tensor") and hasattr(x, "type") else x
+    radius = float(flat.reshape(flat.shape[0], -1).norm(dim=1).max()) if input_radius is None else float(input_radius)
     certificate.input_radius = radius
     certificate.bound, certificate.bound_note = network_bound(trace, terms, radius)
     network.eval()

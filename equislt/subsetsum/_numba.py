@@ -5,27 +5,38 @@ Per row, the valid summands are split into halves :math:`A` (the first
 take part in neither).  Each half's :math:`2^{h}` subset sums are generated
 **already sorted** by repeated merging: start from ``[0]`` and for each element
 ``x`` merge the sorted list ``L`` with ``L + x`` (also sorted, since
-floating-point addition of a constant is monotone), carrying the subset bitmask
-alongside -- :math:`O(2^h)` per half, no comparison sort.
+floating-point addition of a constant is monotone) -- :math:`O(2^h)` per half,
+no comparison sort.  The merges are branch-free and bidirectional (smallest
+half front-to-back, largest half back-to-front), and both halves are merged in
+the same loop: four independent dependency chains.
 
-*Closest pair.*  With ``f(i, j) = fl(fl(a_i + b_j) - t)`` monotone in both
-indices, a two-pointer scan (``i`` ascending over ``a``, ``j`` descending over
-``b``; advance ``i`` while ``f < 0``, else retreat ``j``) visits the minimiser of
-``|f|``: every discarded pair is dominated by a visited one.  Exact for the
-computed half sums.
+*Closest pair.*  With ``u = t - b`` sorted ascending, the closest cross pair
+``min |a - u|`` is adjacent in the merged order of ``a`` and ``u``, and a
+merge compares exactly those adjacent cross pairs as its two heads.  The merge
+is cut at its midpoint (merge-path binary search) and each part is run from
+both ends: a linear, exact scan in four chains (:func:`_closest`).
 
-*Fewest mode.*  For fixed ``i`` the partners with ``|f(i, j)| <= tol`` form a
-contiguous window of the sorted ``b``; scanning ``i`` *descending* both window
-ends move right, so the minimum popcount in the window is maintained by a
-sliding-window minimum (monotonic deque): :math:`O(2^{h_A} + 2^{h_B})` per row.
-The answer is :math:`\min_i \mathrm{pc}(a_i) + \min_{\mathrm{window}(i)}
-\mathrm{pc}(b)`, i.e. exact over all pairs.  Rows without any within-``tol``
-pair keep the minimum-residual pair.
+*Subset recovery.*  The plain path carries no bitmasks through the merges: the
+winning half-sum values are looked up afterwards among the unsorted subset sums
+regenerated with the very same floating-point additions in the same order
+(``S_{b+1} = [S_b, S_b + x_b]``), so they match bitwise (:func:`_find_mask`).
 
-Rows are parallelised with ``numba.prange`` over chunks; each chunk allocates its
-scratch buffers once.  ``cache=True`` stores the compiled code in the package's
-``__pycache__`` (or numba's fallback cache directory when that is not
-writable), so only the first process pays the JIT compile.
+*Fewest mode.*  The merges carry bitmasks.  For fixed ``i`` the partners with
+``|f(i, j)| <= tol``, ``f = fl(fl(a_i + b_j) - t)`` (monotone in both indices),
+form a contiguous window of the sorted ``b``; scanning ``i`` *descending* both
+window ends move right, so the minimum popcount in the window is maintained by
+a sliding-window minimum (monotonic deque): :math:`O(2^{h_A} + 2^{h_B})` per
+row.  The answer :math:`\min_i \mathrm{pc}(a_i) + \min_{\mathrm{window}(i)}
+\mathrm{pc}(b)` is exact over all pairs.  Rows whose closest pair is not within
+``tol`` skip this and keep the minimum-residual pair.
+
+Rows are parallelised with ``numba.prange`` over many small chunks scheduled
+dynamically; each chunk allocates its scratch buffers once (``O(2^{N/2})``).
+``cache=True`` stores the compiled code next to this file in ``__pycache__``
+(numba falls back to a user-wide cache directory, or ``NUMBA_CACHE_DIR``, when
+that is not writable), so only the first process pays the JIT compile
+(:func:`warm_up` triggers it).  Requires every subset sum to be finite (the
+scans use ``+-inf`` sentinels); :func:`equislt.subsetsum.solve` checks this.
 """
 
 from __future__ import annotations
@@ -43,6 +54,126 @@ def _popcount(m: int) -> int:
     m = (m & 0x33333333) + ((m >> 2) & 0x33333333)
     m = (m + (m >> 4)) & 0x0F0F0F0F
     return ((m * 0x01010101) & 0xFFFFFFFF) >> 24
+
+
+@njit(cache=True, nogil=True)
+def _merge_one(src, srcm, dst, dstm, sh, shm, size, xv, bit):
+    """``dst[:2 size]`` = sorted merge of ``src[:size]`` and ``src[:size] + xv`` (with masks).
+
+    Branch-free and bidirectional: the smallest ``size`` outputs are merged
+    front-to-back and the largest ``size`` back-to-front, two independent
+    dependency chains.  Ties put the unshifted element first in both directions,
+    so the halves are consistent.
+    """
+    for q in range(size):  # shifted copy (vectorised)
+        sh[q] = src[q] + xv
+        shm[q] = srcm[q] | bit
+    i = 0
+    j = 0
+    i2 = size - 1
+    j2 = size - 1
+    top = 2 * size - 1
+    for k in range(size):
+        a = src[i]
+        c = sh[j]
+        ta = a <= c
+        dst[k] = a if ta else c
+        dstm[k] = srcm[i] if ta else shm[j]
+        i += ta
+        j += 1 - ta
+        a2 = src[i2]
+        c2 = sh[j2]
+        tb = a2 > c2
+        dst[top - k] = a2 if tb else c2
+        dstm[top - k] = srcm[i2] if tb else shm[j2]
+        i2 -= tb
+        j2 -= 1 - tb
+
+
+@njit(cache=True, nogil=True)
+def _merge_two(s, sm, d, dm, sh, shm, xs, bs, r, rm, e, em, rh, rhm, xr, br, size):
+    """:func:`_merge_one` on two independent lists of equal ``size`` at once (4 chains)."""
+    for q in range(size):
+        sh[q] = s[q] + xs
+        shm[q] = sm[q] | bs
+        rh[q] = r[q] + xr
+        rhm[q] = rm[q] | br
+    i = 0
+    j = 0
+    i2 = size - 1
+    j2 = size - 1
+    p = 0
+    u = 0
+    p2 = size - 1
+    u2 = size - 1
+    top = 2 * size - 1
+    for k in range(size):
+        a = s[i]
+        c = sh[j]
+        ta = a <= c
+        d[k] = a if ta else c
+        dm[k] = sm[i] if ta else shm[j]
+        i += ta
+        j += 1 - ta
+        a2 = s[i2]
+        c2 = sh[j2]
+        tb = a2 > c2
+        d[top - k] = a2 if tb else c2
+        dm[top - k] = sm[i2] if tb else shm[j2]
+        i2 -= tb
+        j2 -= 1 - tb
+        f = r[p]
+        g = rh[u]
+        tc = f <= g
+        e[k] = f if tc else g
+        em[k] = rm[p] if tc else rhm[u]
+        p += tc
+        u += 1 - tc
+        f2 = r[p2]
+        g2 = rh[u2]
+        td = f2 > g2
+        e[top - k] = f2 if td else g2
+        em[top - k] = rm[p2] if td else rhm[u2]
+        p2 -= td
+        u2 -= 1 - td
+
+
+@njit(cache=True, nogil=True)
+def _sorted_halves(x, idx, k, a0, am0, a1, am1, b0, bm0, b1, bm1, sh, shm, rh, rhm):
+    """Sorted subset sums (with bitmasks) of both halves of the valid summands.
+
+    Half A is ``x[idx[:h_a]]``, half B is ``x[idx[h_a:k]]`` with ``h_a = ceil(k/2)``;
+    bit ``b`` of an A (B) mask stands for ``idx[b]`` (``idx[h_a + b]``).  The lists
+    ping-pong between buffers 0 and 1; returns ``(which_a, which_b)``.
+    """
+    h_a = (k + 1) // 2
+    h_b = k - h_a
+    a0[0] = 0.0
+    am0[0] = 0
+    b0[0] = 0.0
+    bm0[0] = 0
+    size = 1
+    cur = 0
+    for b in range(h_b):  # both halves, one level each
+        bit = np.int32(1 << b)
+        xa = x[idx[b]]
+        xb = x[idx[h_a + b]]
+        if cur == 0:
+            _merge_two(a0, am0, a1, am1, sh, shm, xa, bit, b0, bm0, b1, bm1, rh, rhm, xb, bit, size)
+        else:
+            _merge_two(a1, am1, a0, am0, sh, shm, xa, bit, b1, bm1, b0, bm0, rh, rhm, xb, bit, size)
+        size *= 2
+        cur = 1 - cur
+    wa = cur
+    if h_a > h_b:  # the extra element of half A
+        bit = np.int32(1 << h_b)
+        xa = x[idx[h_b]]
+        if cur == 0:
+            _merge_one(a0, am0, a1, am1, sh, shm, size, xa, bit)
+        else:
+            _merge_one(a1, am1, a0, am0, sh, shm, size, xa, bit)
+        wa = 1 - cur
+    return wa, cur
 
 
 @njit(cache=True, nogil=True)
@@ -283,106 +414,43 @@ def _closest(a, na, u, nu):
 
 
 @njit(cache=True, nogil=True)
-def _by_size(x, idx, lo, hi, s0, s1, off):
-    """Subset sums of ``x[idx[lo:hi]]`` grouped by subset size, each group sorted.
+def _fewest(sa, ma, na, sb, mb, nb, t, tol, pcb, dq):
+    """Pair ``(i, j)`` with ``|sa[i] + sb[j] - t| <= tol`` minimising the popcount sum.
 
-    Level by level, group ``c`` becomes ``merge(group c, group c-1 + x_b)``
-    (branch-free, ties: unshifted first) -- the same additions as the other
-    generators, so every value is bitwise identical to theirs.  Group ``c``
-    ends up at ``[off[c], off[c + 1])`` of the returned buffer (``s0`` or
-    ``s1``); ``off`` must hold ``hi - lo + 2`` entries.  Buffers need one slot
-    of slack past ``2^(hi - lo)``.
+    ``sa``, ``sb`` ascending (0-based).  Returns ``(i, j)`` or ``(-1, -1)`` when no
+    pair is within ``tol``.
     """
-    h = hi - lo
-    s0[0] = 0.0
-    off[0] = 0
-    off[1] = 1
-    src = s0
-    dst = s1
-    for b in range(h):
-        xv = x[idx[lo + b]]
-        # new group c: old group c (size off[c+1]-off[c]) then old group c-1 shifted
-        k = 0
-        prev_lo = 0  # start of old group c - 1
-        prev_n = 0  # size of old group c - 1 (0 for c = 0)
-        for c in range(b + 2):
-            if c <= b:
-                g_lo = off[c]
-                g_n = off[c + 1] - off[c]
-            else:
-                g_lo = 0
-                g_n = 0
-            i = 0
-            j = 0
-            for _ in range(g_n + prev_n):
-                a = src[g_lo + i]
-                d = src[prev_lo + j] + xv
-                ta = (i < g_n) & ((j >= prev_n) | (a <= d))
-                dst[k] = a if ta else d
-                k += 1
-                i += ta
-                j += 1 - ta
-            off[c] = k - g_n - prev_n  # new start of group c (old off[c] already read)
-            prev_lo = g_lo
-            prev_n = g_n
-        off[b + 2] = k
-        src, dst = dst, src
-    return src
-
-
-@njit(cache=True, nogil=True)
-def _find_mask_size(x, idx, lo, hi, target, size, buf):
-    """:func:`_find_mask` restricted to masks with ``size`` bits set."""
-    buf[0] = 0.0
-    w = 1
-    for b in range(hi - lo):
-        xv = x[idx[lo + b]]
-        for q in range(w):
-            buf[w + q] = buf[q] + xv
-        w *= 2
-    for q in range(w):
-        if buf[q] == target and _popcount(q) == size:
-            return q
-    return -1
-
-
-@njit(cache=True, nogil=True)
-def _fewest(sa, offa, h_a, sb, offb, h_b, t, tol):
-    r"""Fewest-elements pair within ``tol``, searching sizes ``s = 0, 1, ...`` in order.
-
-    ``sa``/``sb`` hold each half's sums grouped by subset size (:func:`_by_size`).
-    For ``s`` ascending and every split ``s = c_a + c_b``, a two-pointer scan of
-    groups ``c_a`` of A and ``c_b`` of B finds ``min |a + b - t|`` (exact, as in
-    :func:`_closest`); the first ``s`` with a value ``<= tol`` is the minimum
-    size, and the smallest residual among its splits is returned as
-    ``(a, b, c_a, c_b)`` (values and sizes), or ``c_a = -1`` if no pair is
-    within ``tol``.  Typical cost: the small groups only (sizes up to the answer).
-    """
-    for s in range(h_a + h_b + 1):
-        best = np.inf
-        ba = 0.0
-        bb = 0.0
-        bca = -1
-        for ca in range(max(0, s - h_b), min(s, h_a) + 1):
-            cb = s - ca
-            i = offa[ca]
-            i_end = offa[ca + 1]
-            j = offb[cb + 1] - 1
-            j_end = offb[cb]
-            while i < i_end and j >= j_end:
-                f = (sa[i] + sb[j]) - t
-                af = abs(f)
-                if af < best:
-                    best = af
-                    ba = sa[i]
-                    bb = sb[j]
-                    bca = ca
-                step = f < 0.0
-                i += step
-                j -= 1 - step
-        if best <= tol:
-            return ba, bb, bca, s - bca
-    return 0.0, 0.0, -1, -1
+    for j in range(nb):
+        pcb[j] = _popcount(mb[j])
+    lo = 0  # first j with f(i, j) >= -tol
+    hi = 0  # one past the last j with f(i, j) <= tol
+    head = 0
+    tail = 0  # deque dq[head:tail] of indices with increasing pcb
+    best = 1 << 30
+    bi = -1
+    bj = -1
+    for i in range(na - 1, -1, -1):
+        a = sa[i]
+        while lo < nb and (a + sb[lo]) - t < -tol:
+            lo += 1
+        while hi < nb and (a + sb[hi]) - t <= tol:
+            p = pcb[hi]
+            while tail > head and pcb[dq[tail - 1]] >= p:
+                tail -= 1
+            dq[tail] = hi
+            tail += 1
+            hi += 1
+        while tail > head and dq[head] < lo:
+            head += 1
+        if tail > head:
+            tot = _popcount(ma[i]) + pcb[dq[head]]
+            if tot < best:
+                best = tot
+                bi = i
+                bj = dq[head]
+                if tot == 0:
+                    break
+    return bi, bj
 
 
 @njit(cache=True, nogil=True)
@@ -398,8 +466,15 @@ def _solve_chunk(values, targets, valid, tol, fewest, chosen, r0, r1):
     u = np.empty(m, np.float64)
     sh = np.empty(m, np.float64)
     rh = np.empty(m, np.float64)
-    offa = np.empty(h_max + 2, np.int64)
-    offb = np.empty(h_max + 2, np.int64)
+    mm = m if fewest else 1  # bitmasks are carried through the merges only for `fewest`
+    am0 = np.empty(mm, np.int32)
+    am1 = np.empty(mm, np.int32)
+    bm0 = np.empty(mm, np.int32)
+    bm1 = np.empty(mm, np.int32)
+    shm = np.empty(mm, np.int32)
+    rhm = np.empty(mm, np.int32)
+    pcb = np.empty(mm, np.int32)
+    dq = np.empty(mm, np.int64)
     idx = np.empty(max(n, 1), np.int64)
     a0 = ra0[1:]
     a1 = ra1[1:]
@@ -413,11 +488,13 @@ def _solve_chunk(values, targets, valid, tol, fewest, chosen, r0, r1):
                 idx[k] = q
                 k += 1
         h_a = (k + 1) // 2
-        h_b = k - h_a
         na = 1 << h_a
-        nb = 1 << h_b
+        nb = 1 << (k - h_a)
         t = targets[r]
-        wa, wb = _sorted_halves_v(x, idx, k, a0, a1, b0, b1, sh, rh)
+        if fewest:
+            wa, wb = _sorted_halves(x, idx, k, a0, am0, a1, am1, b0, bm0, b1, bm1, sh, shm, rh, rhm)
+        else:
+            wa, wb = _sorted_halves_v(x, idx, k, a0, a1, b0, b1, sh, rh)
         ra = ra0 if wa == 0 else ra1
         sb = b0 if wb == 0 else b1
         ra[0] = -np.inf
@@ -427,29 +504,27 @@ def _solve_chunk(values, targets, valid, tol, fewest, chosen, r0, r1):
         for q in range(nb):  # u = t - b, ascending
             u[q + 1] = t - sb[nb - 1 - q]
         i, j = _closest(ra, na, u, nb)
-        val_a = ra[i]
-        val_b = sb[nb - j]
-        size_a = -1  # no size constraint when recovering the masks
-        size_b = -1
+        i -= 1  # 0-based index into the sorted A sums
+        j = nb - j  # 0-based index into the sorted B sums
         if fewest:
-            gap = abs(val_a - u[j])
-            slack = 1e-12 * (abs(val_a) + abs(val_b) + abs(t))  # rounding of u = t - b
+            ma = am0 if wa == 0 else am1
+            mb = bm0 if wb == 0 else bm1
+            gap = abs(ra[i + 1] - u[nb - j])
+            slack = 1e-12 * (abs(ra[i + 1]) + abs(sb[j]) + abs(t))  # rounding of u = t - b
             if gap <= tol + slack:  # some pair may be within tol (else keep the closest)
-                ga = _by_size(x, idx, 0, h_a, sh, rh, offa)
-                gb = _by_size(x, idx, h_a, k, u, ra, offb)  # u, ra are free now
-                fa, fb, ca, cb = _fewest(ga, offa, h_a, gb, offb, h_b, t, tol)
-                if ca >= 0:
-                    val_a, val_b, size_a, size_b = fa, fb, ca, cb
-        if size_a >= 0:
-            mask_a = _find_mask_size(x, idx, 0, h_a, val_a, size_a, sh)
-            mask_b = _find_mask_size(x, idx, h_a, k, val_b, size_b, sh)
+                fi, fj = _fewest(ra[1:], ma, na, sb, mb, nb, t, tol, pcb, dq)
+                if fi >= 0:
+                    i = fi
+                    j = fj
+            mask_a = np.int64(ma[i])
+            mask_b = np.int64(mb[j])
         else:
-            mask_a = _find_mask(x, idx, 0, h_a, val_a, sh)
-            mask_b = _find_mask(x, idx, h_a, k, val_b, sh)
+            mask_a = _find_mask(x, idx, 0, h_a, ra[i + 1], sh)
+            mask_b = _find_mask(x, idx, h_a, k, sb[j], sh)
         for b in range(h_a):
             if (mask_a >> b) & 1:
                 chosen[r, idx[b]] = True
-        for b in range(h_b):
+        for b in range(k - h_a):
             if (mask_b >> b) & 1:
                 chosen[r, idx[h_a + b]] = True
 

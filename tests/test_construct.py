@@ -1,0 +1,179 @@
+"""The provable construction: error within the certificate, exact equivariance, tickets that regenerate."""
+import copy
+import math
+
+import pytest
+import torch
+from escnn import gspaces
+from escnn import nn as enn
+from torch import nn
+
+import equislt
+from equislt.construct import Ticket, construct
+from equislt.testing import assert_equivariant, equivariance_error, escnn_equivariance_error
+
+
+def _warm_batchnorm(model, x):
+    """Give batch norms non-trivial running statistics (a few train-mode passes)."""
+    model.train()
+    with torch.no_grad():
+        for _ in range(3):
+            model(x + 0.1 * torch.randn_like(x))
+    return model.eval()
+
+
+def _radius(x):
+    return float(x.reshape(len(x), -1).norm(dim=1).max())
+
+
+def _check_ticket(target, ticket, x_test, tmp_path, rtol=1e-5):
+    cert = ticket.certificate
+    with torch.no_grad():
+        f = target.eval()(x_test)
+        g = ticket.network(x_test)
+    error = float((f - g).abs().max())
+    norms = x_test.reshape(len(x_test), -1).norm(dim=1)
+    assert cert.bound is not None, cert.bound_note
+    assert float(norms.max()) <= cert.input_radius + 1e-6
+    assert error <= cert.bound  # outputs within the certified bound on held-out inputs
+    assert cert.rows_over_tol == 0
+    assert cert.kept_coefficients < cert.random_coefficients
+    assert cert.random_coefficients >= cert.lower_bound  # a valid instance respects the lower bound
+    # save -> load regenerates the pruned random network bit-exactly
+    path = tmp_path / "ticket.pt"
+    ticket.save(path)
+    loaded = Ticket.load(path, target=target)
+    with torch.no_grad():
+        assert torch.equal(loaded.network(x_test), g)
+        compiled = ticket.compile()
+        c = compiled(x_test)
+    assert float((c - g).abs().max()) <= rtol * float(g.abs().max()) + 1e-6
+    assert not any(isinstance(m, equislt.nn.MaskedLayer) for m in compiled.modules())
+    return error
+
+
+def test_mlp_recovers_pensia(tmp_path):
+    torch.manual_seed(0)
+    target = nn.Sequential(nn.Linear(10, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU(),
+                           nn.Linear(16, 4))
+    x = torch.randn(200, 10)
+    _warm_batchnorm(target, x)
+    state = copy.deepcopy(target.state_dict())
+    ticket = construct(target, x[:100], tol=1e-4, seed=1, input_radius=_radius(x), progress=False)
+    assert all(torch.equal(state[k], v) for k, v in target.state_dict().items())  # target untouched
+    error = _check_ticket(target, ticket, x[100:], tmp_path)
+    assert error < 1e-2
+    layers = ticket.certificate.layers
+    assert [c.input_nonnegative for c in layers] == [False, True, True]
+    assert layers[0].folded_norm == "1"
+    assert layers[0].n_problems == 2 * 10 * 16 + 16  # two signs per weight + one per bias
+
+
+def test_cnn_recovers_da_cunha(tmp_path):
+    torch.manual_seed(0)
+    target = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2),
+                           nn.Conv2d(4, 6, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                           nn.Linear(6, 3))
+    x = torch.rand(96, 1, 8, 8)
+    _warm_batchnorm(target, x)
+    ticket = construct(target, x[:48], tol=1e-4, input_nonnegative=True, input_radius=_radius(x),
+                       progress=False)
+    _check_ticket(target, ticket, x[48:], tmp_path)
+    assert ticket.certificate.layers[0].input_nonnegative
+
+
+@pytest.mark.parametrize("group", ["c4", "d4"])
+def test_steerable_cnn_ticket_is_exactly_equivariant(group, tmp_path):
+    from equislt.models import steerable_cnn
+
+    torch.manual_seed(0)
+    target = steerable_cnn(group, channels=(2, 3), kernel_size=3, input_size=9, num_classes=4)
+    x = torch.rand(64, 1, 9, 9)
+    _warm_batchnorm(target, x)
+    ticket = construct(target, x[:32], tol=1e-4, input_nonnegative=True, input_radius=_radius(x),
+                       progress=False)
+    _check_ticket(target, ticket, x[32:], tmp_path)
+    cert = ticket.certificate
+    assert cert.prediction_agreement == 1.0
+    actions = [(f"rot{k}", (lambda z, k=k: torch.rot90(z, k, dims=(2, 3))), (lambda y: y)) for k in (1, 2, 3)]
+    if group == "d4":
+        actions.append(("flip", (lambda z: torch.flip(z, dims=(3,))), (lambda y: y)))
+    assert_equivariant(equivariance_error(ticket.network, x[:8], actions), 1e-5)
+    # the ticket regenerates from the recorded architecture factory alone (no target needed)
+    ticket.save(tmp_path / "t.pt")
+    again = Ticket.load(tmp_path / "t.pt")
+    with torch.no_grad():
+        assert torch.equal(again.network(x[:8]), ticket.network(x[:8]))
+
+
+def test_escnn_linear_and_orbit_linear_targets(tmp_path):
+    from equislt.nn import OrbitLinear
+
+    gspace = gspaces.no_base_space(gspaces.flipRot2dOnR2(3).fibergroup)
+    group = gspace.fibergroup
+    t_in = enn.FieldType(gspace, [group.regular_representation, group.trivial_representation])
+    t_mid = enn.FieldType(gspace, [group.regular_representation] * 3)
+    t_out = enn.FieldType(gspace, [group.regular_representation] * 2)
+    torch.manual_seed(0)
+    target = enn.SequentialModule(enn.Linear(t_in, t_mid), enn.ReLU(t_mid), OrbitLinear(t_mid, t_out))
+    with torch.no_grad():
+        target[2].bias.normal_()
+    x = enn.GeometricTensor(torch.randn(64, t_in.size), t_in)
+    ticket = construct(target, x, tol=1e-4, progress=False)
+    with torch.no_grad():
+        error = (ticket.network(x).tensor - target(x).tensor).abs().max()
+    assert error <= ticket.certificate.bound and error < 1e-2
+    assert_equivariant(escnn_equivariance_error(ticket.network, x[:8]), 1e-5)
+
+
+def test_error_decays_exponentially_in_n():
+    """log(median coefficient residual) against N has slope ≈ −ln 2 per summand (theory.md D.6)."""
+    torch.manual_seed(0)
+    target = nn.Sequential(nn.Linear(24, 24))
+    x = torch.randn(8, 24)
+    ns, medians = [8, 10, 12, 14, 16], []
+    for n in ns:
+        ticket = construct(target, x, tol=0.5, n=n, policy="report", seed=n, progress=False)
+        medians.append(ticket.certificate.layers[0].coefficient_residual["median"])
+    logs = torch.log(torch.tensor(medians, dtype=torch.float64))
+    xs = torch.tensor(ns, dtype=torch.float64)
+    slope = float(((xs - xs.mean()) * (logs - logs.mean())).sum() / ((xs - xs.mean()) ** 2).sum())
+    assert -1.0 < slope < -0.45, (slope, medians)  # -ln 2 = -0.69
+
+
+@pytest.mark.parametrize("module, message", [
+    (lambda g: enn.SequentialModule(enn.R2Conv(enn.FieldType(g, [g.trivial_repr]), enn.FieldType(g, [g.irrep(1)]), 3),
+                                    enn.NormNonLinearity(enn.FieldType(g, [g.irrep(1)]))),
+     "NormNonLinearity.*permutation"),
+    (lambda g: nn.Sequential(nn.Linear(3, 3), nn.ELU(), nn.Linear(3, 2)), "ELU.*positively homogeneous"),
+])
+def test_unsupported_layers_are_named(module, message):
+    g = gspaces.rot2dOnR2(4)
+    model = module(g)
+    x = torch.randn(2, 3) if isinstance(model, nn.Sequential) else torch.randn(2, 1, 5, 5)
+    x = x if isinstance(model, nn.Sequential) else enn.GeometricTensor(x, model.in_type)
+    with pytest.raises(ValueError, match=message):
+        construct(model, x, progress=False)
+
+
+def test_irrep_fields_under_relu_are_rejected_with_the_reason():
+    g = gspaces.rot2dOnR2(4)
+    t_in, t_irr = enn.FieldType(g, [g.trivial_repr]), enn.FieldType(g, [g.irrep(1)])
+    model = enn.SequentialModule(enn.R2Conv(t_in, t_irr, 3), enn.R2Conv(t_irr, t_in, 3))
+    x = enn.GeometricTensor(torch.randn(2, 1, 7, 7), t_in)
+    with pytest.raises(ValueError, match="R2Conv input: field type 'irrep_1' is not a permutation representation"):
+        construct(model, x, progress=False)
+
+
+def test_policy_raise_reports_rows_over_tolerance():
+    target = nn.Sequential(nn.Linear(8, 8))
+    with pytest.raises(ValueError, match="exceed tol"):
+        construct(target, torch.randn(4, 8), tol=1e-6, n=4, policy="raise", progress=False)
+
+
+def test_widen_policy_adds_width_and_reports_it():
+    torch.manual_seed(0)
+    target = nn.Sequential(nn.Linear(8, 8))
+    ticket = construct(target, torch.randn(4, 8), tol=1e-4, n=6, policy="widen", progress=False)
+    layer = ticket.certificate.layers[0]
+    assert layer.width_added > 0 and layer.rows_over_tol == 0
