@@ -63,11 +63,20 @@ def _numba_compile() -> dict[str, object] | None:
 
     code = "from equislt.subsetsum import _numba; print(_numba.warm_up())"
     with tempfile.TemporaryDirectory() as tmp:
-        env = dict(os.environ, NUMBA_CACHE_DIR=tmp, PYTHONPATH=str(ROOT))
+        path = os.pathsep.join(x for x in (str(ROOT), os.environ.get("PYTHONPATH")) if x)
+        env = dict(os.environ, NUMBA_CACHE_DIR=tmp, PYTHONPATH=path)
         out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     cold = float(out.stdout.strip().splitlines()[-1])
     cached = _numba.warm_up()
-    return {"cold_s": cold, "cached_s": cached, "threads": _numba.num_threads(), "loadavg": _loadavg()}
+    import numba
+
+    return {
+        "cold_s": cold,
+        "cached_s": cached,
+        "threads": _numba.num_threads(),
+        "threading_layer": numba.threading_layer(),
+        "loadavg": _loadavg(),
+    }
 
 
 def _quantiles(r: np.ndarray) -> dict[str, float]:
@@ -226,7 +235,7 @@ def plot(data: dict[str, object], path: Path) -> None:
         ax1.semilogy(*zip(*mi), "^:", label="HiGHS MILP")
     ax1.set_xlabel("N (summands)")
     ax1.set_ylabel("problems / s")
-    ax1.legend()
+    ax1.legend(fontsize=8, loc="upper right")
     ax1.grid(True, which="both", alpha=0.3)
     for key, style in (("median", "o-"), ("q99", "o--")):
         ax2.semilogy(ns, [r["exact_residual"][key] for r in rows], style, label=f"exact {key}")
@@ -235,7 +244,7 @@ def plot(data: dict[str, object], path: Path) -> None:
                      [max(r["milp"]["residual"]["median"], 1e-18) for r in rows if "milp" in r], "^:", label="MILP median")
     ax2.set_xlabel("N (summands)")
     ax2.set_ylabel("|residual|")
-    ax2.legend()
+    ax2.legend(fontsize=8)
     ax2.grid(True, which="both", alpha=0.3)
     m = data.get("machine", {})
     fig.suptitle(

@@ -65,8 +65,12 @@ def construct(target: nn.Module, inputs: torch.Tensor, *, tol: float = 1e-3, n: 
     trace = analyse(target, inputs, input_nonnegative)
     plans = []
     for layer in trace.layers:
-        gain = max(1.0, float(layer.alpha.abs().max()), float(layer.beta.abs().max()) if layer.beta.numel() else 0.0)
-        plans.append(LayerPlan(layer.path, width=2 * n, bias_pool=n if layer.beta.numel() else 0, gain=gain,
+        # normalise so that |coefficient| <= 1/2: there the products u·v (u ~ U[0,1], v ~ U[-1,1]) have density
+        # >= ln2/2, a uniform component, which is what Lueker's random Subset-Sum theorem needs (theory.md A2)
+        largest = max(float(layer.alpha.abs().max()), float(layer.beta.abs().max()) if layer.beta.numel() else 0.0)
+        gain = max(1.0, 2.0 * largest)
+        has_bias = layer.beta.numel() > 0 and bool(layer.beta.abs().max() > 0)
+        plans.append(LayerPlan(layer.path, width=2 * n, bias_pool=n if has_bias else 0, gain=gain,
                                folded_norm=layer.folded_norm))
     network = build_random_network(target, plans, seed)
     times["build"] = time.perf_counter() - start

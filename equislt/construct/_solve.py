@@ -62,6 +62,14 @@ def identity_indices(lift, width: int, n_fields: int) -> torch.Tensor:
     return out
 
 
+MAX_COLUMNS = 32  # exact meet-in-the-middle limit of the solver
+
+
+def _cap(mask: torch.Tensor, cap: int) -> torch.Tensor:
+    """Keep at most ``cap`` hidden slots per input field (the first ones): a pool is at most ``cap`` summands."""
+    return mask & (torch.cumsum(mask.to(torch.int64), dim=1) <= cap)
+
+
 def _pools(mask: torch.Tensor):
     """Per input field, the hidden slots where ``mask`` holds, left-packed: ``(index [F, L], valid [F, L])``."""
     counts = mask.sum(dim=1)
@@ -82,7 +90,9 @@ def solve_layer(target, block, tol, fewest: bool = False) -> LayerSolution:
     mix_coef = getattr(mix, mix_name).detach()
     idx = identity_indices(lift, width, n_fields)
     u = lift_coef.reshape(-1)[idx].double()
-    pos, neg = u > 0, u < 0
+    # pools: the hidden fields of each sign, at most N + 4 of them (the solver is exact up to 32 summands)
+    cap = min(MAX_COLUMNS, width // 2 + 4)
+    pos, neg = _cap(u > 0, cap), _cap(u < 0, cap)
     use_negative = not target.input_nonnegative
 
     lift_mask = torch.zeros(lift_coef.numel(), dtype=torch.bool)
