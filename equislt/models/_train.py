@@ -26,12 +26,18 @@ def train_classifier(
     device: Union[str, torch.device] = "cpu",
     progress: bool = True,
     weight_decay: float = 0.0,
+    optimizer: str = "adam",
+    momentum: float = 0.9,
+    cosine: bool = False,
+    params: Optional[List[nn.Parameter]] = None,
+    desc: str = "train",
 ) -> List[float]:
-    """Train ``model`` in place with Adam on the cross-entropy loss.
+    """Train ``model`` in place on the cross-entropy loss (Adam, or SGD with momentum).
 
-    Only parameters with ``requires_grad`` are optimised (frozen weights, e.g. under a supermask, stay
-    fixed). Batches are ``(inputs, labels, *extra)``; extra entries are ignored. The model is moved to
-    ``device`` and left in train mode.
+    ``params`` defaults to the parameters with ``requires_grad`` (frozen weights, e.g. under a supermask,
+    stay fixed). ``cosine``: cosine-annealed learning rate over all steps. Batches are
+    ``(inputs, labels, *extra)``; extra entries are ignored. The model is moved to ``device`` and left in
+    train mode.
 
     Returns
     -------
@@ -42,28 +48,36 @@ def train_classifier(
         raise ValueError(f"epochs must be a non-negative int, got {epochs!r}")
     if not lr > 0:
         raise ValueError(f"lr must be positive, got {lr!r}")
-    params = [p for p in model.parameters() if p.requires_grad]
+    params = [p for p in model.parameters() if p.requires_grad] if params is None else list(params)
     if not params:
         raise ValueError("model has no parameters with requires_grad=True to train")
     device = torch.device(device)
     model.to(device)
     model.train()
-    optimizer = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    if optimizer == "adam":
+        opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    elif optimizer == "sgd":
+        opt = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    else:
+        raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
     loss_fn = nn.CrossEntropyLoss()
     try:
         total = epochs * len(loader)  # type: ignore[arg-type]
     except TypeError:
         total = None
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(total or 1, 1)) if cosine else None
     losses: List[float] = []
-    with tqdm(total=total, disable=not progress, desc="train", leave=False) as bar:
+    with tqdm(total=total, disable=not progress, desc=desc, leave=False) as bar:
         for epoch in range(epochs):
             running, count = 0.0, 0
             for batch in loader:
                 x, y = batch[0].to(device), batch[1].to(device)
-                optimizer.zero_grad(set_to_none=True)
+                opt.zero_grad(set_to_none=True)
                 loss = loss_fn(model(x), y)
                 loss.backward()
-                optimizer.step()
+                opt.step()
+                if schedule is not None:
+                    schedule.step()
                 running += loss.item() * len(y)
                 count += len(y)
                 bar.update(1)
