@@ -5,7 +5,7 @@ Targets (trained briefly on offline data; training time is not part of the const
   * c4 / d4: steerable CNNs over regular fields on rotated 17x17 digits (>= 100k coefficients for c4).
 Writes benchmarks/results/construct.json. Pensia et al. needed 77,266 s on 36 cores for the MLP.
 
-    python benchmarks/construct.py [--only mlp,c4,d4] [--tol 1e-3]
+    python benchmarks/construct.py [--only mlp,c4,d4] [--tol 1e-3] [--n 16] [--policy widen|report]
 """
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ def _steerable_target(group, channels):
     return model, test
 
 
-def run(name, tol, n):
+def run(name, tol, n, policy="widen"):
     torch.manual_seed(0)
     t0 = time.perf_counter()
     if name == "mlp":
@@ -67,7 +67,7 @@ def run(name, tol, n):
                          n.endswith("weights"))
     rss_before = _peak_rss_mb()
     t0 = time.perf_counter()
-    ticket = construct(target, x, tol=tol, n=n, policy="report", input_nonnegative=True, progress=False)
+    ticket = construct(target, x, tol=tol, n=n, policy=policy, input_nonnegative=True, progress=False)
     total = time.perf_counter() - t0
     cert = ticket.certificate
     with torch.no_grad():
@@ -75,6 +75,9 @@ def run(name, tol, n):
         f, g = target(x), ticket.network(x)
     return {
         "target": name,
+        "policy": policy,
+        "rows_over_tol": cert.rows_over_tol,
+        "max_coefficient_residual": max(layer.coefficient_residual["max"] for layer in cert.layers),
         "target_weight_coefficients": n_coefficients,
         "target_accuracy": float((f.argmax(1) == y).float().mean()),
         "ticket_accuracy": float((g.argmax(1) == y).float().mean()),
@@ -88,7 +91,8 @@ def run(name, tol, n):
         "counts": {"target": cert.target_coefficients, "random": cert.random_coefficients,
                    "kept": cert.kept_coefficients, "lower_bound": cert.lower_bound,
                    "subset_sum_problems": sum(layer.n_problems for layer in cert.layers)},
-        "layers": [{"path": layer.path, "N": layer.n // 2, "extra_N": layer.width_added // 2,
+        "layers": [{"path": layer.path, "N": layer.n // 2, "widened_fields": layer.widened_fields,
+                    "extra_copies": layer.width_added,
                     "problems": layer.n_problems, "residual": layer.coefficient_residual,
                     "rows_over_tol": layer.rows_over_tol} for layer in cert.layers],
     }
@@ -98,18 +102,21 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default="mlp,c4,d4")
     parser.add_argument("--tol", type=float, default=1e-3, help="tolerance counted in the report")
-    parser.add_argument("--n", type=int, default=16, help="summands per pool (fixed: policy 'report')")
+    parser.add_argument("--n", type=int, default=16, help="summands per pool before widening")
+    parser.add_argument("--policy", default="widen", choices=("widen", "report"),
+                        help="rows over tol: widen the input fields that own them (default) or only report them")
     args = parser.parse_args()
     runs = []
     for name in args.only.split(","):
-        result = run(name, args.tol, args.n)
-        print(json.dumps({k: result[k] for k in ("target", "target_weight_coefficients", "prediction_agreement",
+        result = run(name, args.tol, args.n, args.policy)
+        print(json.dumps({k: result[k] for k in ("target", "policy", "target_weight_coefficients", "rows_over_tol",
+                                                 "max_coefficient_residual", "prediction_agreement",
                                                  "max_output_error", "seconds", "peak_rss_mb", "counts")}))
         runs.append(result)
     RESULTS.mkdir(exist_ok=True)
     payload = {"machine": {"cores": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__,
                            "loadavg_at_start": os.getloadavg()},
-               "tol": args.tol, "n": args.n, "runs": runs,
+               "tol": args.tol, "n": args.n, "policy": args.policy, "runs": runs,
                "reference": {"pensia_2020_mlp_seconds": 77266, "pensia_2020_cores": 36}}
     (RESULTS / "construct.json").write_text(json.dumps(payload, indent=2))
     print(f"wrote {RESULTS / 'construct.json'}")

@@ -177,3 +177,141 @@ def test_widen_policy_adds_width_and_reports_it():
     ticket = construct(target, torch.randn(4, 8), tol=1e-4, n=6, policy="widen", progress=False)
     layer = ticket.certificate.layers[0]
     assert layer.width_added > 0 and layer.rows_over_tol == 0
+
+
+# -- per-input-field widening ("addwidth") with prefix-stable draws ------------------------------------------
+
+def _c4_target():
+    g = gspaces.rot2dOnR2(4)
+    t_in = enn.FieldType(g, [g.trivial_repr])
+    t_mid = enn.FieldType(g, [g.regular_repr] * 3)
+    t_out = enn.FieldType(g, [g.regular_repr] * 2)
+    torch.manual_seed(0)
+    return enn.SequentialModule(enn.R2Conv(t_in, t_mid, 3, padding=1), enn.ReLU(t_mid),
+                                enn.R2Conv(t_mid, t_out, 3, padding=1))
+
+
+def _mixed_fields_target():
+    g = gspaces.rot2dOnR2(4)
+    t_in = enn.FieldType(g, [g.regular_repr, g.trivial_repr, g.regular_repr])
+    t_out = enn.FieldType(g, [g.regular_repr] * 2)
+    return enn.SequentialModule(enn.R2Conv(t_in, t_out, 3))
+
+
+def test_torch_generator_prefixes_are_stable():
+    """The per-field draws rely on it: a longer ``torch.rand`` draw extends a shorter one."""
+    for n in (1, 15, 16, 17, 100, 4097):
+        for dtype in (torch.float32, torch.float64):
+            short = torch.rand(n, generator=torch.Generator().manual_seed(3), dtype=dtype)
+            long = torch.rand(3 * n + 5, generator=torch.Generator().manual_seed(3), dtype=dtype)
+            assert torch.equal(short, long[:n])
+
+
+@pytest.mark.parametrize("make", [
+    lambda: nn.Sequential(nn.Linear(5, 3)),
+    lambda: nn.Sequential(nn.Conv2d(4, 3, 3)),
+    _mixed_fields_target,
+], ids=["linear", "conv2d", "r2conv-mixed-fields"])
+def test_widening_one_field_leaves_every_other_coefficient_unchanged(make):
+    from equislt.construct._build import LayerPlan, build_random_network, field_positions
+
+    target = make()
+    narrow = LayerPlan("0", width=6, bias_pool=3, gain=1.0)
+    wide = LayerPlan("0", width=6, bias_pool=3, gain=1.0, extra={1: 4})
+    nets = [build_random_network(target, [plan], seed=7).get_submodule("0") for plan in (narrow, wide)]
+    assert nets[0].widths[1] == 6 and nets[1].widths[1] == 10 and nets[0].widths[0] == nets[1].widths[0] == 6
+    for part, side in (("lift", "out"), ("mix", "in")):
+        layers = [getattr(net, part) for net in nets]
+        name = "weights" if hasattr(layers[0], "weights") else "weight"
+        flats = [getattr(layer, name).detach().reshape(-1) for layer in layers]
+        positions = [field_positions(layer, name, net.widths, side) for layer, net in zip(layers, nets)]
+        covered = [sum(p.numel() for p in pos) for pos in positions]
+        assert covered == [f.numel() for f in flats]  # every coefficient belongs to one hidden copy
+        for b, (p0, p1) in enumerate(zip(*positions)):
+            v0, v1 = flats[0][p0], flats[1][p1]
+            assert torch.equal(v1[: len(v0)], v0), (part, b)  # same values, bit for bit
+            assert len(v1) == len(v0) + (4 if b == 1 else 0)
+        assert flats[1].numel() > flats[0].numel()
+        assert float(flats[1].abs().max()) <= 1.0
+    assert torch.equal(nets[0].bias.bias, nets[1].bias.bias)
+
+
+def _layer_over_tol(ticket):
+    return [layer.rows_over_tol for layer in ticket.certificate.layers]
+
+
+def test_widen_fixes_a_failing_layer_by_widening_only_some_fields(tmp_path):
+    from equislt.construct._analysis import analyse
+    from equislt.construct._build import field_positions
+    from equislt.construct._solve import solve_layer
+
+    torch.manual_seed(0)
+    target = nn.Sequential(nn.Linear(24, 8), nn.ReLU(), nn.Linear(8, 3))
+    x = torch.randn(64, 24)
+    tol, n = 1e-3, 14
+    report = construct(target, x, tol=tol, n=n, policy="report", progress=False)
+    assert _layer_over_tol(report)[0] > 0
+    ticket = construct(target, x, tol=tol, n=n, policy="widen", input_radius=_radius(x), progress=False)
+    cert = ticket.certificate
+    assert cert.rows_over_tol == 0
+    first = cert.layers[0]
+    assert 0 < first.widened_fields < 24 and first.width_added >= 4 * first.widened_fields
+    plan = ticket.plans[0]
+    assert len(plan.extra) == first.widened_fields and sum(plan.extra.values()) == first.width_added
+    assert first.n == report.certificate.layers[0].n == 2 * n  # base width unchanged: only some fields grow
+    # the unwidened fields keep the values and the subsets of the 'report' run (prefix-stable draws)
+    block, block_report = ticket.network.get_submodule("0"), report.network.get_submodule("0")
+    assert block.widths == [2 * n + plan.extra.get(b, 0) for b in range(24)]
+    masks, masks_report = equislt.nn.masks_of(block), equislt.nn.masks_of(block_report)
+    positions = field_positions(block.mix, "weight", block.widths, "in")
+    positions_report = field_positions(block_report.mix, "weight", block_report.widths, "in")
+    for b in range(24):
+        p, q = positions[b], positions_report[b]
+        assert torch.equal(block.mix.weight.reshape(-1)[p[:2 * n]], block_report.mix.weight.reshape(-1)[q])
+        if b not in plan.extra:
+            assert torch.equal(masks["mix"]["weight"].reshape(-1)[p], masks_report["mix"]["weight"].reshape(-1)[q])
+    # solving the widened block from scratch gives the masks the incremental re-solves wrote
+    layer = analyse(target, x, False).layers[0]
+    fresh = solve_layer(layer, block, tol)
+    assert all(torch.equal(masks[k][n], m) for k, named in equislt.nn.masks_of(block).items() for n, m in named.items())
+    assert int((fresh.weight_residual_pos.abs() > tol).sum() + (fresh.weight_residual_neg.abs() > tol).sum()) == 0
+    # certificate, save -> load (bit-identical), compile (same function) with widened fields
+    _check_ticket(target, ticket, torch.randn(32, 24), tmp_path)
+    again = type(cert).from_dict(cert.as_dict())
+    assert again.layers[0].widened_fields == first.widened_fields
+    assert "+fields" in cert.summary()
+
+
+def test_widen_escnn_r2conv_regular_fields(tmp_path):
+    """C4 steerable convolutions on regular fields: widening some fields keeps the ticket exactly equivariant,
+    within its certificate, regenerable and compilable."""
+    target = _c4_target()
+    x = torch.rand(48, 1, 9, 9)
+    xg = enn.GeometricTensor(x, target.in_type)
+    tol, n = 1e-3, 12
+    report = construct(target, xg[:24], tol=tol, n=n, policy="report", input_nonnegative=True, progress=False)
+    assert report.certificate.layers[1].rows_over_tol > 0
+    ticket = construct(target, xg[:24], tol=tol, n=n, policy="widen", input_nonnegative=True,
+                       input_radius=_radius(x), progress=False)
+    cert = ticket.certificate
+    assert cert.rows_over_tol == 0
+    assert 0 < cert.layers[1].widened_fields < 3  # three regular input fields, only some widened
+    block = ticket.network.get_submodule("2")
+    assert len(block.lift.out_type) == sum(block.widths) and len(set(block.widths)) > 1
+    with torch.no_grad():
+        f, g = target.eval()(xg[24:]).tensor, ticket.network(xg[24:]).tensor
+    assert float((f - g).abs().max()) <= cert.bound
+    assert_equivariant(escnn_equivariance_error(ticket.network, xg[:4]), 1e-5)
+    ticket.save(tmp_path / "t.pt")
+    loaded = Ticket.load(tmp_path / "t.pt", target=target)
+    assert [p.extra for p in loaded.plans] == [p.extra for p in ticket.plans]
+    with torch.no_grad():
+        assert torch.equal(loaded.network(xg[24:]).tensor, g)
+        c = ticket.compile()(xg[24:]).tensor
+    assert float((c - g).abs().max()) <= 1e-5 * float(g.abs().max()) + 1e-6
+
+
+def test_tickets_of_the_old_format_are_refused_with_the_reason(tmp_path):
+    torch.save({"format": "equislt.ticket/1", "seed": 0, "plans": [], "masks": {}}, tmp_path / "old.pt")
+    with pytest.raises(ValueError, match="older equislt"):
+        Ticket.load(tmp_path / "old.pt", target=nn.Sequential(nn.Linear(2, 2)))

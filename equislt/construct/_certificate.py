@@ -46,8 +46,8 @@ def _quantiles(x: torch.Tensor) -> Dict[str, float]:
 @dataclass
 class LayerCertificate:
     path: str
-    n: int  # hidden fields per input field of the random block (= 2N)
-    width_added: int  # extra width used by the tolerance policy
+    n: int  # hidden copies per input field of the random block (= 2N) before widening
+    width_added: int  # extra hidden copies added by the tolerance policy (all input fields together)
     pool_positive_mean: float
     pool_negative_mean: float
     bias_pool: int
@@ -65,6 +65,7 @@ class LayerCertificate:
     random_coefficients: int
     kept_coefficients: int
     lower_bound: float  # n_coefficients · log2(1/(2ε)), ε = max coefficient residual
+    widened_fields: int = 0  # input fields that got extra copies (policy "widen")
 
 
 @dataclass
@@ -117,10 +118,10 @@ class Certificate:
         return cls(layers=layers, **data)
 
     def summary(self) -> str:
-        lines = [f"{'layer':<18}{'N':>4}{'+w':>4}{'problems':>10}{'max|d|':>10}{'>tol':>6}{'target':>9}"
+        lines = [f"{'layer':<18}{'N':>4}{'+fields':>8}{'+copies':>8}{'problems':>10}{'max|d|':>10}{'>tol':>6}{'target':>9}"
                  f"{'random':>10}{'kept':>9}{'lower bd':>10}"]
         for c in self.layers:
-            lines.append(f"{c.path:<18}{c.n // 2:>4}{c.width_added // 2:>4}{c.n_problems:>10}"
+            lines.append(f"{c.path:<18}{c.n // 2:>4}{c.widened_fields:>8}{c.width_added:>8}{c.n_problems:>10}"
                          f"{c.coefficient_residual['max']:>10.1e}{c.rows_over_tol:>6}{c.target_coefficients:>9}"
                          f"{c.random_coefficients:>10}{c.kept_coefficients:>9}{c.lower_bound:>10.0f}")
         bound = f"{self.bound:.3g}" if self.bound is not None else f"unavailable ({self.bound_note})"

@@ -13,7 +13,8 @@ from torch import nn
 
 from ..basis import blocks
 from ._families import family_of
-from ._solve import _weight_tensor_name, identity_indices
+from ._build import block_widths
+from ._solve import _weight_tensor_name, hidden_occurrence, lift_coefficients
 
 __all__ = ["CompiledBlock", "compile_network"]
 
@@ -63,11 +64,10 @@ def compile_block(block) -> nn.Module:
     family = family_of(mix)
     lift_name, mix_name = _weight_tensor_name(lift), _weight_tensor_name(mix)
     inputs = family.inputs(lift)
-    n_fields = len(inputs) if hasattr(inputs, "representations") else inputs
-    hidden = family.hidden(lift)
-    width = (len(hidden) if hasattr(hidden, "representations") else hidden) // n_fields
-    u = lift.coefficient(lift_name).detach().reshape(-1)[identity_indices(lift, width, n_fields)].double()
+    widths = block_widths(block)
+    _, u = lift_coefficients(lift, widths, lift.coefficient(lift_name))  # [n_fields, max w_b], 0 in padding
     v = mix.coefficient(mix_name).detach().double()
+    mix_blocks = {(b.in_repr, b.out_repr): b for b in blocks(mix) if b.tensor == mix_name}
     layers = {}
     for sign in ("pos", "neg"):
         weight = u.clamp(min=0) if sign == "pos" else (-u).clamp(min=0)
@@ -76,14 +76,14 @@ def compile_block(block) -> nn.Module:
             continue
         layer = family.like(mix, inputs)
         coefficients = torch.zeros(getattr(layer, _weight_tensor_name(layer)).numel(), dtype=torch.float64)
-        mix_blocks = {(b.in_repr, b.out_repr): b for b in blocks(mix) if b.tensor == mix_name}
         for c_block in blocks(layer):
             if c_block.is_bias:
                 continue
             m_block = mix_blocks[(c_block.in_repr, c_block.out_repr)]
-            n_out, n_in, k = c_block.shape
-            vv = m_block.take(v).reshape(n_out, n_in, width, k)
-            ww = weight[torch.tensor(c_block.in_fields)]  # [i, w]
+            fields = torch.tensor(c_block.in_fields)
+            occ = hidden_occurrence(m_block, fields, widths)  # [i, W]
+            vv = m_block.take(v)[:, occ, :]  # [o, i, W, K]
+            ww = weight[fields]  # [i, W], 0 in the padding
             c_block.put(coefficients, torch.einsum("oitk,it->oik", vv, ww))
         with torch.no_grad():
             getattr(layer, _weight_tensor_name(layer)).copy_(coefficients.view_as(getattr(layer, _weight_tensor_name(layer))))

@@ -13,7 +13,7 @@ from ..nn import masks_of
 from ._analysis import analyse
 from ._build import LayerPlan, build_block, draw_block, build_random_network, _replace
 from ._certificate import Certificate, LayerCertificate, _quantiles, layer_error_terms, network_bound
-from ._solve import solve_layer
+from ._solve import fields_over_tol, solve_layer
 from ._ticket import Ticket, architecture_of
 from ..nn import mask_model
 
@@ -45,9 +45,11 @@ def construct(target: nn.Module, inputs: torch.Tensor, *, tol: float = 1e-3, n: 
     n : summands per pool (each hidden block has ``2n`` random fields; about ``n`` of each sign);
         default :func:`default_n` of ``tol``.
     eps : optional end-to-end target: if the certified bound exceeds it, a ValueError reports both.
-    policy : what to do when rows exceed ``tol``: ``"widen"`` (rebuild that layer's block with 2 more
-        summands per pool from the same seed, up to ``max_n``), ``"report"`` (keep, count in the
-        certificate) or ``"raise"``.
+    policy : what to do when rows exceed ``tol``: ``"widen"`` (give each input field that owns such a row 4
+        more hidden copies, about 2 more summands per pool, while that row's pool has fewer than ``max_n``
+        summands, at most ``4·max_n`` copies; the draws are prefix-stable per field, so only that layer's
+        block is rebuilt and only the widened fields' rows are solved again; bias rows widen the bias pool by
+        2, up to ``max_n``), ``"report"`` (keep, count in the certificate) or ``"raise"``.
     fewest : among subsets within ``tol`` keep the fewest coefficients (sparser tickets).
     input_nonnegative : the network input is ``≥ 0`` (e.g. images in [0, 1]); the first layer then needs no
         negative pool. Later layers read ReLU outputs and are detected automatically.
@@ -79,23 +81,36 @@ def construct(target: nn.Module, inputs: torch.Tensor, *, tol: float = 1e-3, n: 
     terms = {}
     solve_time = 0.0
     for layer, plan in tqdm(list(zip(trace.layers, plans)), desc="construct", disable=not progress, leave=False):
-        initial = plan.width
+        t0 = time.perf_counter()
+        solution = solve_layer(layer, network.get_submodule(plan.path), tol, fewest)
+        solve_time += time.perf_counter() - t0
         while True:
-            t0 = time.perf_counter()
-            block = network.get_submodule(plan.path)
-            solution = solve_layer(layer, block, tol, fewest)
-            solve_time += time.perf_counter() - t0
-            over = int((solution.weight_residual_pos.abs() > tol).sum() + (solution.weight_residual_neg.abs() > tol)
-                       .sum() + (solution.bias_residual.abs() > tol).sum())
-            if over == 0 or policy != "widen" or plan.width // 2 + 2 > max_n:
+            weight_over = fields_over_tol(layer, solution, tol)
+            bias_over = int((solution.bias_residual.abs() > tol).sum())
+            over = int((solution.weight_residual_pos.abs() > tol).sum()
+                       + (solution.weight_residual_neg.abs() > tol).sum()) + bias_over
+            if over == 0 or policy != "widen":
                 break
-            plan.width += 4
-            plan.bias_pool = plan.bias_pool + 2 if plan.bias_pool else 0
+            # per-input-field widening: 4 more copies (about 2 more summands per pool) of every field owning a
+            # row over tol while that row's pool has fewer than max_n summands (w_b <= 4·max_n: it terminates);
+            # bias rows widen the bias pool by 2
+            grow = sorted({b for half, owners in weight_over.items() for b in owners.tolist()
+                           if int(solution.pool_counts[half][b]) < max_n and plan.width_of(b) // 2 + 2 <= 2 * max_n})
+            grow_bias = bias_over > 0 and 0 < plan.bias_pool and plan.bias_pool + 2 <= max_n
+            if not grow and not grow_bias:
+                break
+            plan.widen(grow, 4)
+            if grow_bias:
+                plan.bias_pool += 2
             t0 = time.perf_counter()
             new = build_block(layer.module, plan)
             draw_block(new, seed, plan.path)
             _replace(network, plan.path, mask_model(new).eval())
             times["build"] += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            solution = solve_layer(layer, network.get_submodule(plan.path), tol, fewest, previous=solution,
+                                   fields=grow)
+            solve_time += time.perf_counter() - t0
         if over and policy == "raise":
             raise ValueError(f"construct: {over} Subset-Sum rows of {plan.path} exceed tol={tol} with N={plan.width // 2}")
         a, b, lip = layer_error_terms(layer, solution, plan.gain)
@@ -108,7 +123,7 @@ def construct(target: nn.Module, inputs: torch.Tensor, *, tol: float = 1e-3, n: 
         max_res = float(residuals.abs().max()) if residuals.numel() else 0.0
         n_target = layer.alpha.numel() + layer.beta.numel()
         certificate.layers.append(LayerCertificate(
-            path=plan.path, n=plan.width, width_added=plan.width - initial,
+            path=plan.path, n=plan.width, width_added=plan.width_added, widened_fields=len(plan.extra),
             pool_positive_mean=solution.pool_sizes["positive_mean"],
             pool_negative_mean=solution.pool_sizes["negative_mean"], bias_pool=plan.bias_pool, gain=plan.gain,
             input_nonnegative=layer.input_nonnegative, folded_norm=layer.folded_norm,

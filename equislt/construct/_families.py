@@ -5,7 +5,7 @@ A family knows one kind of target layer (torch ``Linear``/``ConvNd``, escnn ``R2
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 from torch import nn
@@ -16,9 +16,10 @@ __all__ = ["family_of", "Family"]
 
 
 class Family:
-    """Interface. ``layer`` is the target layer; ``width`` = 2N hidden fields per input field."""
+    """Interface. ``layer`` is the target layer; ``widths[b]`` (2N, more where widened) hidden copies of input
+    field ``b``, ordered "all copies of field 0, then field 1, ..."."""
 
-    def lift(self, layer, width: int) -> nn.Module:
+    def lift(self, layer, widths: Sequence[int]) -> nn.Module:
         raise NotImplementedError
 
     def relu(self, lift: nn.Module) -> nn.Module:
@@ -57,21 +58,27 @@ class Family:
 
 
 class TorchFamily(Family):
-    def lift(self, layer, width):
+    def lift(self, layer, widths):
         n_in = layer.weight.shape[1]
+        hidden = int(sum(widths))
+        if len(widths) != n_in:
+            raise ValueError(f"construct: {len(widths)} widths for {n_in} input channels")
+        # no init: every coefficient is drawn by draw_block (skip_init avoids a costly kaiming init)
         if isinstance(layer, nn.Linear):
-            return nn.Linear(n_in, width * n_in, bias=False)
+            return nn.utils.skip_init(nn.Linear, n_in, hidden, bias=False)
         conv = type(layer)
         if layer.groups != 1:
             raise ValueError(f"{type(layer).__name__} with groups={layer.groups}: the construction needs groups=1")
-        return conv(n_in, width * n_in, 1, bias=False)
+        return nn.utils.skip_init(conv, n_in, hidden, 1, bias=False)
 
     def like(self, layer, inputs):
+        # no init: the caller writes every coefficient (draw_block, or compile's computed coefficients)
         base = getattr(layer, "base_class", type(layer))
         if issubclass(base, nn.Linear):
-            return nn.Linear(inputs, layer.out_features, bias=False)
-        return base(inputs, layer.out_channels, layer.kernel_size, stride=layer.stride, padding=layer.padding,
-                    dilation=layer.dilation, padding_mode=layer.padding_mode, bias=False)
+            return nn.utils.skip_init(nn.Linear, inputs, layer.out_features, bias=False)
+        return nn.utils.skip_init(base, inputs, layer.out_channels, layer.kernel_size, stride=layer.stride,
+                                  padding=layer.padding, dilation=layer.dilation, padding_mode=layer.padding_mode,
+                                  bias=False)
 
     def bias_expansion(self, layer):
         return torch.eye(layer.weight.shape[0])
@@ -90,15 +97,17 @@ class EscnnFamily(Family):
 
         self.escnn = import_escnn()
 
-    def _hidden_type(self, in_type, width):
-        reps = [rep for rep in in_type.representations for _ in range(width)]
+    def _hidden_type(self, in_type, widths):
+        if len(widths) != len(in_type):
+            raise ValueError(f"construct: {len(widths)} widths for {len(in_type)} input fields")
+        reps = [rep for rep, w in zip(in_type.representations, widths) for _ in range(int(w))]
         return self.escnn.nn.FieldType(in_type.gspace, reps)
 
-    def lift(self, layer, width):
+    def lift(self, layer, widths):
         from ..nn import OrbitLinear
 
         try:
-            return OrbitLinear(layer.in_type, self._hidden_type(layer.in_type, width), bias=False, initialize=False)
+            return OrbitLinear(layer.in_type, self._hidden_type(layer.in_type, widths), bias=False, initialize=False)
         except ValueError as err:
             raise ValueError(f"{type(layer).__name__} input: {err}") from None
 

@@ -15,7 +15,7 @@ from ._certificate import Certificate
 
 __all__ = ["Ticket"]
 
-FORMAT = "equislt.ticket/1"
+FORMAT = "equislt.ticket/2"  # /2: per-input-field, prefix-stable random draws and per-field widths
 
 
 @dataclass
@@ -53,6 +53,9 @@ class Ticket:
         """Regenerate a saved ticket. ``target``: a model with the target's architecture (its weights are not
         used); defaults to the saved ``architecture`` factory."""
         payload = torch.load(Path(path), weights_only=False)
+        if isinstance(payload, dict) and payload.get("format") == "equislt.ticket/1":
+            raise ValueError(f"Ticket.load: {path} was saved by an older equislt (equislt.ticket/1) whose random "
+                             "draws differ from this version's: construct the ticket again")
         if not isinstance(payload, dict) or payload.get("format") != FORMAT:
             raise ValueError(f"Ticket.load: {path} is not an equislt ticket ({FORMAT})")
         architecture = payload.get("architecture")
