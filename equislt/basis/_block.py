@@ -6,7 +6,8 @@ groups the coefficients of one pair of field types: ``θ`` shaped ``[out_fields,
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 from typing import Tuple
 
 import torch
@@ -36,13 +37,14 @@ class Block:
     in_fields: Tuple[int, ...]
     out_repr: str
     in_repr: str
-    _start: int = field(init=False, repr=False)
 
-    def __post_init__(self):
+    @cached_property
+    def _start(self) -> int:
+        """First flat position if the block is one contiguous range in layout order, else -1 (checked once)."""
         flat = self.index.reshape(-1)
         start = int(flat[0]) if flat.numel() else 0
         contiguous = bool(torch.equal(flat, torch.arange(start, start + flat.numel())))
-        object.__setattr__(self, "_start", start if contiguous else -1)
+        return start if contiguous else -1
 
     @property
     def shape(self) -> torch.Size:
