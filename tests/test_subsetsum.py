@@ -14,13 +14,8 @@ from equislt import subsetsum as ss
 from equislt.subsetsum import _mitm
 from equislt.subsetsum.reference import brute_force, milp
 
-HAVE_NUMBA = _mitm._numba_module() is not None
-# every kernel explicitly: the compiled one (default on CPU) and both fallbacks
-BACKENDS = [
-    pytest.param("numba", marks=pytest.mark.skipif(not HAVE_NUMBA, reason="numba not installed")),
-    "numpy",
-    "torch",
-]
+# every kernel explicitly: the compiled one (default on CPU; numba is a dependency) and both fallbacks
+BACKENDS = ["numba", "numpy", "torch"]
 
 
 def _instances(rng: np.random.Generator, dist: str, p: int, n: int):
@@ -120,7 +115,7 @@ def test_tolerance_and_fewest_match_brute_force(dist, n, tol, backend):
     scale=st.sampled_from([1e-3, 1.0, 1e3]),
     tol=st.sampled_from([None, 1e-3, 0.1]),
     pad=st.booleans(),
-    backend=st.sampled_from(["numba", "numpy", "torch"] if HAVE_NUMBA else ["numpy", "torch"]),
+    backend=st.sampled_from(BACKENDS),
 )
 def test_property_against_brute_force(n, seed, scale, tol, pad, backend):
     rng = np.random.default_rng(seed)
@@ -191,7 +186,7 @@ def test_backends_agree_with_ties_and_zero_tol(dist):
     valid = rng.random((p, n)) < 0.8
     for tol in (None, 0.0, 0.5):
         ref = brute_force(v, t, valid, tol=tol, fewest=tol is not None)
-        for backend in _mitm.BACKENDS if HAVE_NUMBA else ("numpy", "torch"):
+        for backend in _mitm.BACKENDS:
             res = ss.solve(v, t, valid, tol=tol, fewest=tol is not None, backend=backend)
             _check_sums(np.where(valid, v, 0), t, res, valid)
             r, r_ref = np.abs(res.residual), np.abs(ref.residual)
@@ -205,7 +200,6 @@ def test_backends_agree_with_ties_and_zero_tol(dist):
             np.testing.assert_allclose(r[~feas], r_ref[~feas], atol=1e-12)
 
 
-@pytest.mark.skipif(not HAVE_NUMBA, reason="numba not installed")
 @pytest.mark.parametrize("n", [21, 25, 32])
 def test_numba_matches_sort_backend_beyond_brute_force(n):
     """N > 20 (halves up to 16 elements): compiled kernel == numpy sort path."""
@@ -228,7 +222,7 @@ def test_backend_selection(monkeypatch):
     v, t = np.array([[0.5, 0.25]]), np.array([0.75])
     vt, tt = torch.from_numpy(v), torch.from_numpy(t)
     cpu = torch.device("cpu")
-    assert _mitm._pick_backend(None, cpu, vt, tt) == ("numba" if HAVE_NUMBA else "numpy")
+    assert _mitm._pick_backend(None, cpu, vt, tt) == "numba"
     assert _mitm._pick_backend("torch", cpu, vt, tt) == "torch"
     with pytest.raises(ValueError, match="backend"):
         ss.solve(v, t, backend="cuda")
@@ -243,7 +237,6 @@ def test_backend_selection(monkeypatch):
         ss.solve(v, t, backend="numba")
 
 
-@pytest.mark.skipif(not HAVE_NUMBA, reason="numba not installed")
 def test_numba_warm_up_and_threads():
     from equislt.subsetsum import _numba
 
