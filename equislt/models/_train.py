@@ -5,7 +5,7 @@ from typing import Iterable, List, Optional, Union
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 __all__ = ["train_classifier", "accuracy"]
 
