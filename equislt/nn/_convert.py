@@ -117,8 +117,7 @@ class GlobalTopK:
         self.sparsity = float(sparsity)
 
     def __call__(self, model: nn.Module, inputs=None) -> None:
-        sources = [m.mask for _, m in coefficient_layers(model)
-                   if isinstance(m, MaskedLayer) and isinstance(m.mask, Supermask)]
+        sources = _supermasks(model)
         entries = [(s, n) for s in sources for n in s.names]
         counts = global_allocation([s.scores(n) for s, n in entries], self.sparsity)
         with torch.no_grad():
@@ -164,10 +163,14 @@ def supermask(model: nn.Module, sparsity: float, scope: str = "layer", seed: int
     return model
 
 
+def _supermasks(model: nn.Module) -> List[Supermask]:
+    """The supermask sources of ``model``'s masked layers, in module order (cheap: runs before every forward)."""
+    return [m.mask for m in model.modules() if isinstance(m, MaskedLayer) and isinstance(m.mask, Supermask)]
+
+
 def score_parameters(model: nn.Module) -> List[nn.Parameter]:
     """The supermask scores of ``model``: the only parameters the search optimizer should see."""
-    return [m.mask.scores(n) for _, m in coefficient_layers(model)
-            if isinstance(m, MaskedLayer) and isinstance(m.mask, Supermask) for n in m.mask.names]
+    return [source.scores(n) for source in _supermasks(model) for n in source.names]
 
 
 def refresh(model: nn.Module) -> nn.Module:
