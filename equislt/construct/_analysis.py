@@ -23,7 +23,10 @@ _PASSIVE = ("ReLU", "MaxPool1d", "MaxPool2d", "MaxPool3d", "AvgPool1d", "AvgPool
             "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "AdaptiveAvgPool3d", "AdaptiveMaxPool2d", "Flatten",
             "Identity", "Dropout", "IdentityModule", "EscnnIdentity", "GroupPooling", "PointwiseMaxPool2D",
             "PointwiseMaxPool", "PointwiseAvgPool2D", "PointwiseAvgPool", "PointwiseMaxPoolAntialiased2D",
-            "PointwiseAdaptiveAvgPool2D", "PointwiseAdaptiveMaxPool2D")
+            "PointwiseAdaptiveAvgPool2D", "PointwiseAdaptiveMaxPool2D",
+            # PyG message passing: parameter-free (fixed) neighbourhood aggregations, glue between Linear layers
+            "SumAggregation", "MeanAggregation", "MaxAggregation", "MinAggregation",
+            "TrimToLayer")  # BasicGNN's neighbour-sampling trim: the identity without num_sampled_nodes
 _SIGN_PRESERVING = tuple(n for n in _PASSIVE if n != "ReLU")  # non-negative in → non-negative out
 _NORMS = ("BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "InnerBatchNorm")
 
@@ -35,6 +38,7 @@ class Unit:
     kind: str  # "linear" | "norm" | "passive"
     inputs: torch.Tensor = None
     output: torch.Tensor = None
+    extra: tuple = ()  # further positional arguments of the call (e.g. an IGN layer's node_mask)
 
 
 @dataclass
@@ -57,6 +61,7 @@ class TargetLayer:
     folded_norm: Optional[str] = None
     in_shape: tuple = ()
     out_shape: tuple = ()
+    n_nodes: Optional[int] = None  # graph layers: padded number of nodes of the traced batch
 
 
 @dataclass
@@ -83,15 +88,27 @@ def _kind(module: nn.Module) -> Optional[str]:
 
 
 def _units(model: nn.Module):
-    """``(path, module)`` of the units, not descending into them."""
+    """``(path, module)`` of the units, not descending into them. A module instance reached under several paths
+    (e.g. one ReLU shared by PyG's ``BasicGNN`` and its MLPs) is one unit, under its first path. Containers
+    that hold parameters of their own (e.g. ``GCNConv.bias``, added after propagation) are refused: those
+    parameters are outside every layer the construction replaces."""
     stack = [("", model)]
+    done = set()
     while stack:
         path, module = stack.pop()
+        if id(module) in done:
+            continue
+        done.add(id(module))
         kind = _kind(module)
         children = list(module.named_children())
         if kind is not None or not children:
             yield path, module, kind
             continue
+        own = [name for name, p in module._parameters.items() if p is not None]
+        if own:
+            raise ValueError(f"construct: layer {path or '<root>'} ({type(module).__name__}) has parameters outside "
+                             f"its sub-layers ({', '.join(own)}); the construction only replaces supported linear "
+                             "layers (e.g. build GCNConv with bias=False and put the bias in a following Linear)")
         for name, child in reversed(children):
             stack.append((f"{path}.{name}" if path else name, child))
 
@@ -173,20 +190,28 @@ def analyse(target: nn.Module, inputs, input_nonnegative: bool = False) -> Trace
     trace = Trace()
     handles, seen = [], set()
 
-    def before(unit):
+    pending = {}
+
+    def before(template):
         def record(module, args):
-            if unit.path in seen:
-                raise ValueError(f"construct: layer {unit.path} is called more than once (shared weights are "
-                                 "not supported)")
-            seen.add(unit.path)
+            if template.kind == "passive":  # parameter-free: may be called several times, one unit per call
+                unit = Unit(template.path, module, template.kind)
+            else:
+                if template.path in seen:
+                    raise ValueError(f"construct: layer {template.path} is called more than once (shared weights "
+                                     "are not supported)")
+                seen.add(template.path)
+                unit = template
             # clones, recorded before the call: in-place ops (ReLU(inplace=True)) must not change them
             unit.inputs = _tensor(args).detach().clone()
+            unit.extra = tuple(a.detach().clone() if torch.is_tensor(a) else a for a in args[1:])
             trace.units.append(unit)
+            pending[id(module)] = unit
         return record
 
-    def after(unit):
+    def after(template):
         def record(module, args, output):
-            unit.output = _tensor(output).detach().clone()
+            pending.pop(id(module)).output = _tensor(output).detach().clone()
         return record
 
     for path, module, kind in _units(target):
@@ -199,7 +224,7 @@ def analyse(target: nn.Module, inputs, input_nonnegative: bool = False) -> Trace
     target.eval()
     try:
         with torch.no_grad():
-            target(inputs[:TRACE_SAMPLES])
+            target(*slice_inputs(inputs, TRACE_SAMPLES))
     finally:
         for h in handles:
             h.remove()
@@ -215,18 +240,66 @@ def analyse(target: nn.Module, inputs, input_nonnegative: bool = False) -> Trace
                 path=unit.path, module=module, family=family, weight_name=weight_name,
                 alpha=getattr(module, weight_name).detach().clone(),
                 beta=family.bias_coefficients(module).float(), expansion=family.bias_expansion(module).float(),
-                input_nonnegative=(_nonnegative(trace.units[:i], input_nonnegative)
+                input_nonnegative=(((_nonnegative(trace.units[:i], input_nonnegative)
+                                     and _reads_previous(trace.units[:i], unit))
+                                    or _after_functional_relu(trace.units[:i], unit))
                                    and bool((unit.inputs >= 0).all())),
-                in_shape=tuple(unit.inputs.shape[1:]), out_shape=tuple(unit.output.shape[1:])))
+                in_shape=tuple(unit.inputs.shape[1:]), out_shape=tuple(unit.output.shape[1:]),
+                n_nodes=_node_count(module, unit)))
         elif unit.kind == "norm":
             if previous is None or previous.kind != "linear" or not torch.equal(previous.output, unit.inputs):
                 raise ValueError(f"construct: batch norm {unit.path} must directly follow a linear layer to be "
                                  "folded into it")
+            reason = getattr(trace.layers[-1].family, "norm_folding_unsupported", None)
+            if reason:
+                raise ValueError(f"construct: batch norm {unit.path} after {trace.layers[-1].path} cannot be folded: "
+                                 f"{reason}")
             _fold(trace.layers[-1], unit.module, unit.path, unit.inputs)
         previous = unit
     if not trace.layers:
         raise ValueError("construct: the target has no linear layer the construction knows")
     return trace
+
+
+def slice_inputs(inputs, count: int) -> tuple:
+    """The first ``count`` samples of the inputs, as a tuple of call arguments: ``inputs`` is one batch
+    (tensor / GeometricTensor) or a tuple of batched arguments such as ``(x, node_mask)``."""
+    if isinstance(inputs, (tuple, list)):
+        if any(torch.is_tensor(a) and not (a.is_floating_point() or a.dtype == torch.bool) for a in inputs[1:]):
+            return tuple(inputs)  # (x, edge_index, ...): one graph (batch) of nodes, traced whole
+        return tuple(a[:count] if torch.is_tensor(a) or hasattr(a, "tensor") else a for a in inputs)
+    return (inputs[:count],)
+
+
+def _node_count(module, unit) -> Optional[int]:
+    """Padded node count of a graph layer's call: from its ``node_mask`` argument or its node axes."""
+    if not hasattr(module, "k_in"):
+        return None
+    mask = unit.extra[0] if unit.extra and torch.is_tensor(unit.extra[0]) else None
+    if mask is not None and mask.dim() == 2:
+        return int(mask.shape[-1])
+    return int(unit.inputs.shape[-1]) if module.k_in else None
+
+
+def _reads_previous(before: List[Unit], unit: Unit) -> bool:
+    """The unit reads the previous unit's output (unchanged, reshaped or spatially averaged): no glue that could
+    change signs in between (e.g. a message-passing aggregation with arbitrary edge weights)."""
+    if not before:
+        return True
+    from ._certificate import _connected
+
+    return before[-1].output is not None and _connected(before[-1].output, unit.inputs)
+
+
+def _after_functional_relu(before: List[Unit], unit: Unit) -> bool:
+    """The unit reads ``relu(previous output)`` (a functional ``torch.relu`` between two units, as in
+    ``x = torch.relu(layer(x))``): on the traced samples its input equals ``relu`` of the previous unit's output
+    and that output had negative entries (so the glue did act as a ReLU, not as an identity)."""
+    if not before or before[-1].output is None:
+        return False
+    out = before[-1].output
+    return (out.shape == unit.inputs.shape and bool((out < 0).any())
+            and torch.equal(torch.relu(out), unit.inputs))
 
 
 def _nonnegative(before: List[Unit], input_nonnegative: bool) -> bool:

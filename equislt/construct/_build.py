@@ -26,7 +26,6 @@ from torch import nn
 from ..basis import blocks, coefficient_names
 from ..nn import mask_model
 from ._families import family_of
-from ._modules import PooledBias
 
 __all__ = ["LayerPlan", "build_random_network", "hidden_offsets"]
 
@@ -116,10 +115,7 @@ def build_block(target_layer: nn.Module, plan: LayerPlan) -> nn.Module:
     lift = family.lift(target_layer, widths)
     relu = family.relu(lift)
     mix = family.mix(target_layer, lift)
-    bias = None
-    if plan.bias_pool:
-        expansion = family.bias_expansion(target_layer)
-        bias = PooledBias(expansion, plan.bias_pool) if expansion.shape[1] else None
+    bias = family.pooled_bias(target_layer, plan.bias_pool) if plan.bias_pool else None
     block = family.liftmix(lift, relu, mix, bias, plan.gain)
     block.widths = list(widths)  # hidden copies per input field (plain attribute, not state)
     return block

@@ -12,9 +12,11 @@ and zero padding). Along the network (execution order), for inputs with ``‖x�
 
 .. math:: e_{i} \le L_i e_{i-1} + a_i(ρ_{i-1} + e_{i-1}) + b_i,\qquad ρ_i \le L_i ρ_{i-1} + \|Eβ_i\|\sqrt{P_i}
 
-with ``L_i`` the Schur bound of the target layer; ReLU, group pooling, flattening and spatial means are
-1-Lipschitz; a pooling window of size ``k`` and stride ``s`` contributes ``sqrt(Π ceil(k/s))``. The bound is
-reported as unavailable when the network is not a chain the certificate can follow.
+with ``L_i`` the Schur bound of the target layer; ReLU (modules or a functional ``torch.relu`` between two
+units, recognised on the trace), group pooling, flattening and spatial means are 1-Lipschitz; a pooling window of size ``k`` and stride ``s`` contributes ``sqrt(Π ceil(k/s))``. The bound is
+reported as unavailable when the network is not a chain the certificate can follow, or when a family cannot
+bound a layer's operator (``Family.operator_bound`` returns ``None`` and a reason). Families whose operators
+depend on the input size (IGN layers: the number of nodes) bound them for every size up to the traced one.
 """
 from __future__ import annotations
 
@@ -135,16 +137,15 @@ class Certificate:
 
 def layer_error_terms(target, solution, gain: float) -> tuple:
     """``(a_i, b_i, L_i)`` of one layer (see module docstring)."""
-    family, module = target.family, target.module
-    d_pos = family.dense(module, solution.weight_residual_pos.to(target.alpha.dtype))
-    slope = schur_bound(d_pos)
+    family = target.family
+    residuals = [solution.weight_residual_pos.to(target.alpha.dtype)]
     if not target.input_nonnegative:
-        d_neg = family.dense(module, solution.weight_residual_neg.to(target.alpha.dtype))
-        slope = schur_bound(torch.cat([d_pos, d_neg], dim=1))
-    positions = math.prod(target.out_shape[1:]) if len(target.out_shape) > 1 else 1
-    delta = solution.bias_residual.double()
-    offset = float((target.expansion.double() @ delta).norm()) * math.sqrt(positions) if delta.numel() else 0.0
-    lipschitz = schur_bound(family.dense(module, target.alpha))
+        residuals.append(solution.weight_residual_neg.to(target.alpha.dtype))
+    slope, note = family.operator_bound(target, residuals)
+    lipschitz, note_l = family.operator_bound(target, [target.alpha])
+    offset = family.bias_bound(target, solution.bias_residual.double())
+    if slope is None or lipschitz is None:  # bound unavailable for this layer: say why (network_bound)
+        return None, gain * offset, note or note_l
     return gain * slope, gain * offset, lipschitz
 
 
@@ -169,9 +170,10 @@ def network_bound(trace, terms: Dict[str, tuple], radius: float):
         name = type(unit.module).__name__
         if unit.kind == "linear":
             a, b, lip = terms[unit.path]
+            if a is None:
+                return None, str(lip)
             layer = next(l for l in trace.layers if l.path == unit.path)
-            positions = math.prod(layer.out_shape[1:]) if len(layer.out_shape) > 1 else 1
-            bias_norm = float((layer.expansion.double() @ layer.beta.double()).norm()) * math.sqrt(positions)
+            bias_norm = layer.family.bias_bound(layer, layer.beta)
             err = lip * err + a * (rho + err) + b
             rho = lip * rho + bias_norm
         elif unit.kind == "norm":
@@ -192,7 +194,9 @@ def network_bound(trace, terms: Dict[str, tuple], radius: float):
 def _connected(output: torch.Tensor, inputs: torch.Tensor) -> bool:
     """The next unit reads the previous output: unchanged, reshaped, or averaged over trailing dims."""
     if output.numel() == inputs.numel():
-        return torch.equal(output.reshape(-1), inputs.reshape(-1))
+        # unchanged, or through a functional ReLU (``x = torch.relu(layer(x))``: 1-Lipschitz, maps 0 to 0)
+        return (torch.equal(output.reshape(-1), inputs.reshape(-1))
+                or torch.equal(torch.relu(output).reshape(-1), inputs.reshape(-1)))
     if output.dim() > inputs.dim() and output.shape[: inputs.dim()] == inputs.shape:
         mean = output.mean(dim=tuple(range(inputs.dim(), output.dim())))
         return torch.allclose(mean, inputs, atol=1e-6, rtol=1e-5)

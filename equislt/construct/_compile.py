@@ -20,23 +20,28 @@ __all__ = ["CompiledBlock", "compile_network"]
 
 
 class CompiledBlock(nn.Module):
-    """``x ↦ gain · (pos(σ(x)) + neg(σ(−x)) + shift)`` (``neg`` may be ``None``)."""
+    """``x ↦ gain · (pos(σ(x)) + neg(σ(−x)) + shift)`` (``neg`` may be ``None``). With ``bias`` (a module
+    ``bias(y, *args)``, e.g. an IGN pattern bias) the bias is that module instead of the per-channel ``shift``.
+    Extra call arguments (an IGN layer's ``node_mask``) go to ``pos``, ``neg`` and ``bias``."""
 
-    def __init__(self, pos, neg, shift: torch.Tensor, gain: float):
+    def __init__(self, pos, neg, shift: torch.Tensor, gain: float, bias: nn.Module = None):
         super().__init__()
-        self.pos, self.neg = pos, neg
+        self.pos, self.neg, self.bias = pos, neg, bias
         self.register_buffer("shift", shift.detach().clone())
         self.register_buffer("gain", torch.tensor(float(gain)))
 
-    def forward(self, x):
+    def forward(self, x, *args):
         geometric = hasattr(x, "type") and hasattr(x, "tensor")
         t = x.tensor if geometric else x
         wrap = (lambda v: type(x)(v, x.type, x.coords)) if geometric else (lambda v: v)
         unwrap = (lambda y: y.tensor) if geometric else (lambda y: y)
-        out = unwrap(self.pos(wrap(torch.relu(t))))
+        out = unwrap(self.pos(wrap(torch.relu(t)), *args))
         if self.neg is not None:
-            out = out + unwrap(self.neg(wrap(torch.relu(-t))))
-        out = (out + self.shift.view((1, -1) + (1,) * (out.dim() - 2))) * self.gain
+            out = out + unwrap(self.neg(wrap(torch.relu(-t)), *args))
+        if self.bias is not None:
+            out = self.bias(out, *args) * self.gain
+        else:
+            out = (out + self.shift.view((1, -1) + (1,) * (out.dim() - 2))) * self.gain
         if geometric:
             return type(x)(out, self.pos.out_type, x.coords)
         return out
@@ -88,6 +93,15 @@ def compile_block(block) -> nn.Module:
         with torch.no_grad():
             getattr(layer, _weight_tensor_name(layer)).copy_(coefficients.view_as(getattr(layer, _weight_tensor_name(layer))))
         layers[sign] = layer.eval()
+    from ._modules import IGNPooledBias
+
+    if isinstance(block.bias, IGNPooledBias):  # Bell(l) patterns under the node mask: a fixed pattern bias
+        pattern = IGNPooledBias(block.bias.channels, block.bias.order, 1)
+        with torch.no_grad():
+            pattern.bias.copy_(block.bias.vector().detach().reshape(-1, 1))
+        pattern.bias.requires_grad_(False)
+        shift = torch.zeros(block.bias.channels)
+        return CompiledBlock(layers["pos"], layers["neg"], shift, float(block.gain), bias=pattern)
     shift = block.bias.vector().detach() if block.bias is not None else torch.zeros(
         layers["pos"].out_type.size if hasattr(layers["pos"], "out_type") else layers["pos"].weight.shape[0])
     if hasattr(layers["pos"], "out_type"):

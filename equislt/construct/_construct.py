@@ -28,7 +28,7 @@ def default_n(tol: float) -> int:
     return int(min(max(math.ceil(math.log2(1.0 / tol)) + 4, 8), 24))
 
 
-def construct(target: nn.Module, inputs: torch.Tensor, *, tol: float = 1e-3, n: Optional[int] = None,
+def construct(target: nn.Module, inputs, *, tol: float = 1e-3, n: Optional[int] = None,
               eps: Optional[float] = None, seed: int = 0, policy: str = "widen", max_n: int = 26,
               fewest: bool = False, input_nonnegative: bool = False, input_radius: Optional[float] = None,
               progress: bool = True, log=None) -> Ticket:
@@ -39,8 +39,15 @@ def construct(target: nn.Module, inputs: torch.Tensor, *, tol: float = 1e-3, n: 
     ----------
     target : the trained network (eval mode is used: batch norms are folded with their running statistics).
         Supported layers: torch ``Linear``/``ConvNd``, escnn ``R2Conv``/``R3Conv``/``Linear`` and
-        ``OrbitLinear`` on permutation fields, with ReLU, batch norm, pooling, group pooling in between.
-    inputs : sample inputs: traced to learn the execution order, and used for the measured error.
+        ``OrbitLinear`` on permutation fields, :class:`~equislt.nn.IGNLinear` (k-IGN, called
+        ``layer(x, node_mask)``) and PyG ``Linear`` (e.g. the MLPs of ``torch_geometric.nn.models.GIN``; the
+        parameter-free neighbourhood aggregations are glue, so the certified bound is then unavailable and
+        layers after an aggregation keep both sign halves; convs with parameters outside a Linear, such as
+        ``GCNConv.bias``, are refused), with ReLU (modules or functional ``torch.relu`` between layers), batch
+        norm, pooling, group pooling in between.
+    inputs : sample inputs: traced to learn the execution order, and used for the measured error. One batch,
+        or a tuple of call arguments, ``target(*inputs)``: ``(x, node_mask)`` for an IGN (the first 128 graphs
+        are traced), ``(x, edge_index)`` for a PyG model (traced whole).
     tol : per-coefficient residual tolerance (in normalised units, coefficients scaled to ``|α| ≤ 1``).
     n : summands per pool (each hidden block has ``2n`` random fields; about ``n`` of each sign);
         default :func:`default_n` of ``tol``.
@@ -129,14 +136,15 @@ def construct(target: nn.Module, inputs: torch.Tensor, *, tol: float = 1e-3, n: 
             input_nonnegative=layer.input_nonnegative, folded_norm=layer.folded_norm,
             n_problems=solution.n_problems, rows_over_tol=over,
             coefficient_residual=_quantiles(residuals), bias_residual=_quantiles(solution.bias_residual),
-            error_slope=a, error_offset=b, lipschitz=lip, target_coefficients=n_target,
+            error_slope=a, error_offset=b, lipschitz=lip if a is not None else None, target_coefficients=n_target,
             random_coefficients=total, kept_coefficients=kept,
             lower_bound=n_target * math.log2(1.0 / (2 * max(max_res, 1e-12))) if max_res < 0.5 else 0.0))
     times["solve"] = solve_time
 
     t0 = time.perf_counter()
     x = inputs
-    flat = x.tensor if hasattr(x, "tensor") and hasattr(x, "type") else x
+    flat = x[0] if isinstance(x, (tuple, list)) else x  # (x, node_mask, ...): the radius is that of x
+    flat = flat.tensor if hasattr(flat, "tensor") and hasattr(flat, "type") else flat
     radius = float(flat.reshape(flat.shape[0], -1).norm(dim=1).max()) if input_radius is None else float(input_radius)
     certificate.input_radius = radius
     certificate.bound, certificate.bound_note = network_bound(trace, terms, radius)
@@ -165,7 +173,7 @@ def _logits(model, x):
     was = model.training
     model.eval()
     try:
-        out = model(x)
+        out = model(*x) if isinstance(x, (tuple, list)) else model(x)
     finally:
         model.train(was)
     return out.tensor if hasattr(out, "tensor") and hasattr(out, "type") else out

@@ -1,7 +1,7 @@
 """Per-family recipes: how to build the lift and the mix of one target layer, and its dense kernel.
 
 A family knows one kind of target layer (torch ``Linear``/``ConvNd``, escnn ``R2Conv``/``R3Conv``/``Linear``,
-``OrbitLinear``). Everything else in the construction is generic over :func:`equislt.blocks`.
+``OrbitLinear``, PyG ``Linear``, :class:`~equislt.nn.IGNLinear` in :mod:`._graph_families`). Everything else in the construction is generic over :func:`equislt.blocks`.
 """
 from __future__ import annotations
 
@@ -55,6 +55,31 @@ class Family:
         from ._modules import LiftMix
 
         return LiftMix(lift, relu, mix, bias, gain)
+
+    def pooled_bias(self, layer, pool: int) -> Optional[nn.Module]:
+        """The random pooled bias of the block replacing ``layer`` (``None``: the layer has no bias space)."""
+        from ._modules import PooledBias
+
+        expansion = self.bias_expansion(layer)
+        return PooledBias(expansion, pool) if expansion.shape[1] else None
+
+    def operator_bound(self, target, coefficients):
+        """``(bound, note)``: Schur bound of the operator ``[K_1, K_2, ...]`` (kernels of the coefficient tensors
+        ``coefficients`` in ``target``'s basis, concatenated along inputs); ``(None, reason)`` if unavailable."""
+        from ._certificate import schur_bound
+
+        kernels = [self.dense(target.module, c) for c in coefficients]
+        return schur_bound(torch.cat(kernels, dim=1) if len(kernels) > 1 else kernels[0]), ""
+
+    def bias_bound(self, target, beta: torch.Tensor) -> float:
+        """Upper bound on the l2 norm of the bias field with coefficients ``beta`` over the layer's output."""
+        import math
+
+        out_shape = target.out_shape
+        positions = math.prod(out_shape[1:]) if len(out_shape) > 1 else 1
+        if beta.numel() == 0:
+            return 0.0
+        return float((target.expansion.double() @ beta.double()).norm()) * math.sqrt(positions)
 
 
 class TorchFamily(Family):
@@ -206,10 +231,46 @@ def _check_same_basis(target, mix):
                              "target's (built with custom sigma/rings/frequencies_cutoff?): not supported yet")
 
 
+class PyGLinearFamily(TorchFamily):
+    """PyG ``torch_geometric.nn.Linear`` (the coefficient layers of PyG MLPs and convs): a dense channel map
+    applied per node; lift and mix are torch ``nn.Linear`` (the message passing around it is glue)."""
+
+    def lift(self, layer, widths):
+        if len(widths) != layer.in_channels:
+            raise ValueError(f"construct: {len(widths)} widths for {layer.in_channels} input channels")
+        return nn.utils.skip_init(nn.Linear, layer.in_channels, int(sum(widths)), bias=False)
+
+    def like(self, layer, inputs):
+        return nn.utils.skip_init(nn.Linear, int(inputs), layer.out_channels, bias=False)
+
+
+def _is_pyg_linear(layer) -> bool:
+    import sys
+
+    if "torch_geometric" not in sys.modules:
+        return False
+    from torch_geometric.nn.dense.linear import Linear
+
+    if isinstance(layer, Linear):
+        if layer.in_channels is None or layer.in_channels < 0:
+            raise ValueError("construct: a lazy PyG Linear (in_channels=-1) has no weights yet: run the target once "
+                             "or give in_channels")
+        return True
+    return False
+
+
 def family_of(layer) -> Optional[Family]:
     """The family of a target layer, or ``None`` if the construction cannot handle it."""
     if isinstance(layer, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)):
         return TorchFamily()
+    if _is_pyg_linear(layer):
+        return PyGLinearFamily()
+    from ..nn._ign import IGNLinear
+
+    if isinstance(layer, IGNLinear):
+        from ._graph_families import IGNFamily
+
+        return IGNFamily()
     if escnn_loaded():
         from .._compat import import_escnn
 

@@ -22,7 +22,7 @@ from torch import nn
 from ..basis import Block
 from ..nn._masked import MaskedLayer
 
-__all__ = ["PooledBias", "MaskedPooledBias", "LiftMix"]
+__all__ = ["PooledBias", "MaskedPooledBias", "IGNPooledBias", "MaskedIGNPooledBias", "LiftMix"]
 
 
 class PooledBias(nn.Module):
@@ -70,6 +70,51 @@ class MaskedPooledBias(MaskedLayer, PooledBias):
     base_class = PooledBias
 
 
+class IGNPooledBias(PooledBias):
+    r"""The pooled bias of an :class:`~equislt.nn.IGNLinear` block: ``out[o] += Σ_q (Σ_t θ[(o, q), t]) P_q``.
+
+    ``P_q`` are the ``Bell(order)`` invariant patterns of the output positions (constant, diagonal, ...:
+    :func:`~equislt.basis.set_partitions`), applied as :class:`IGNLinear` applies its bias: for padded batches
+    (``node_mask [B, n]``) the pattern is zero outside the real nodes. ``coefficients`` ``[C·Bell(order), pool]``
+    (channel-major, the layout of ``IGNLinear.bias.reshape(-1)``). Called ``bias(y, node_mask=None)``.
+    """
+
+    def __init__(self, channels: int, order: int, pool: int):
+        from ..basis._ign import set_partitions
+
+        n_patterns = len(set_partitions(order))
+        super().__init__(torch.eye(channels).repeat_interleave(n_patterns, dim=1), pool)
+        self.channels, self.order, self.n_patterns = int(channels), int(order), n_patterns
+
+    def vector(self) -> torch.Tensor:
+        """``[C, Bell(order)]``: the bias coefficients (each the sum of its pool)."""
+        return self.coefficient("bias").sum(dim=1).view(self.channels, self.n_patterns)
+
+    def field(self, n: int, batch: int, node_mask: Optional[torch.Tensor] = None, dtype=None) -> torch.Tensor:
+        """The bias field ``[B or 1, C, n, .., n]`` for graphs padded to ``n`` nodes."""
+        from ..basis._ign import ign_basis_tensor
+        from ..nn._ign import node_mask_power
+
+        coefficients = self.vector()
+        dtype = coefficients.dtype if dtype is None else dtype
+        patterns = ign_basis_tensor(0, self.order, n, "sum", dtype=dtype)[..., 0].to(coefficients.device)
+        out = (coefficients.to(dtype) @ patterns).view(1, self.channels, *([n] * self.order))
+        if node_mask is not None and self.order:
+            out = out * node_mask_power(node_mask.to(torch.bool), self.order).unsqueeze(1).to(dtype)
+        return out
+
+    def forward(self, x, node_mask: Optional[torch.Tensor] = None):
+        n = node_mask.shape[-1] if node_mask is not None else (x.shape[-1] if self.order else 1)
+        return x + self.field(n, x.shape[0], node_mask, x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"channels={self.channels}, order={self.order}, patterns={self.n_patterns}, pool={self.bias.shape[1]}"
+
+
+class MaskedIGNPooledBias(MaskedLayer, IGNPooledBias):
+    base_class = IGNPooledBias
+
+
 class LiftMix(nn.Module):
     """``x ↦ gain · bias(mix(σ(lift(x))))``: the random two-layer block that replaces one target layer.
 
@@ -82,10 +127,11 @@ class LiftMix(nn.Module):
         self.lift, self.relu, self.mix, self.bias = lift, relu, mix, bias
         self.register_buffer("gain", torch.tensor(float(gain)))
 
-    def forward(self, x):
-        y = self.mix(self.relu(self.lift(x)))
+    def forward(self, x, *args):
+        # extra arguments (e.g. an IGN layer's node_mask) go to the lift, the mix and the bias
+        y = self.mix(self.relu(self.lift(x, *args)), *args)
         if self.bias is not None:
-            y = self.bias(y)
+            y = self.bias(y, *args)
         if hasattr(y, "type") and hasattr(y, "tensor"):
             return type(y)(y.tensor * self.gain, y.type, y.coords)
         return y * self.gain

@@ -63,12 +63,14 @@ def identity_indices(lift, widths, lift_blocks=None) -> torch.Tensor:
     for block in (blocks(lift) if lift_blocks is None else lift_blocks):
         if block.is_bias or block.in_repr != block.out_repr:
             continue
-        d = block.basis.shape[1]
-        eye = torch.eye(d, dtype=block.basis.dtype)
-        flat = block.basis.reshape(block.n_basis, d, d, -1)
-        centre = flat.shape[-1] // 2
-        k0 = next((k for k in range(block.n_basis)
-                   if flat.shape[-1] == 1 and torch.equal(flat[k, ..., centre], eye)), None)
+        k0 = getattr(block, "identity_index", None)  # blocks that know it (IGN: the basis is partition labels)
+        if k0 is None:
+            d = block.basis.shape[1]
+            eye = torch.eye(d, dtype=block.basis.dtype)
+            flat = block.basis.reshape(block.n_basis, d, d, -1)
+            centre = flat.shape[-1] // 2
+            k0 = next((k for k in range(block.n_basis)
+                       if flat.shape[-1] == 1 and torch.equal(flat[k, ..., centre], eye)), None)
         if k0 is None:
             raise ValueError(f"construct: the lift basis for {block.in_repr} has no identity element")
         fields = torch.tensor(block.in_fields, dtype=torch.long)
