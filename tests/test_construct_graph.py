@@ -10,8 +10,6 @@ from equislt.construct import Ticket, construct
 from equislt.construct._modules import IGNPooledBias, LiftMix
 from equislt.testing import assert_equivariant, index_permutation_error
 
-pytest.importorskip("torch_geometric")
-
 from equislt.data import GraphAtlas, dense_graph_batch  # noqa: E402
 from equislt.models import IGN  # noqa: E402
 from equislt.nn import IGNLinear  # noqa: E402

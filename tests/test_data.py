@@ -3,7 +3,6 @@ import math
 import pytest
 import torch
 
-pytest.importorskip("sklearn")
 
 from equislt.data import RotatedDigits, rotate_images, rotated_digits, rotated_digits_loaders
 

@@ -11,8 +11,8 @@ from equislt.models import (
     train_classifier,
 )
 
-pytest.importorskip("escnn")
-enn = pytest.importorskip("escnn.nn")
+import escnn  # noqa: F401
+import escnn.nn as enn
 
 
 def _rot(x: torch.Tensor, k: int) -> torch.Tensor:
@@ -130,7 +130,6 @@ def test_accuracy_restores_mode_and_frozen_params_stay_fixed():
 
 
 def test_short_training_run_beats_chance():
-    pytest.importorskip("sklearn")
     from equislt.data import rotated_digits_loaders
 
     train_loader, test_loader = rotated_digits_loaders(batch_size=16, seed=0, rotations="c4")

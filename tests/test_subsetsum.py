@@ -280,7 +280,6 @@ def test_report():
 
 
 def test_milp_agrees_with_exact():
-    pytest.importorskip("scipy")
     rng = np.random.default_rng(4)
     v, t = _instances(rng, "product", 5, 10)
     valid = np.ones_like(v, dtype=bool)
