@@ -7,7 +7,7 @@ from typing import Optional
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from ..nn import masks_of
 from ._analysis import analyse
