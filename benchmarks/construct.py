@@ -22,7 +22,7 @@ from torch import nn
 
 from equislt.construct import construct
 from equislt.data import rotated_digits
-from equislt.models import accuracy, steerable_cnn, train_classifier
+from equislt.models import steerable_cnn, train_classifier
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

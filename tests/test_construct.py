@@ -1,6 +1,5 @@
 """The provable construction: error within the certificate, exact equivariance, tickets that regenerate."""
 import copy
-import math
 
 import pytest
 import torch

@@ -1,5 +1,4 @@
 """The construction on graph networks: k-IGN targets (IGNLinear + functional ReLU + invariant readout)."""
-import math
 
 import pytest
 import torch

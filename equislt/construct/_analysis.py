@@ -9,7 +9,7 @@ error naming the unit and the reason.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 import torch
 from torch import nn

@@ -6,7 +6,6 @@ equals ``x ↦ c (W⁺ σ(x) + W⁻ σ(−x) + β̂)`` with two layers of the ta
 """
 from __future__ import annotations
 
-import copy
 
 import torch
 from torch import nn

@@ -27,7 +27,6 @@ from __future__ import annotations
 from typing import List, Optional
 
 import torch
-from torch import nn
 
 from ._families import Family
 

@@ -8,7 +8,7 @@ names; the mask source is the submodule ``mask`` (:class:`~equislt.masks.Coeffic
 from __future__ import annotations
 
 import copy
-from typing import Dict, Type
+from typing import Dict
 
 import torch
 from torch import nn
