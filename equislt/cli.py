@@ -1,4 +1,8 @@
-"""Command line: ``equislt demo`` and ``equislt construct``."""
+"""Command line: ``equislt demo``, ``equislt construct`` and ``equislt search``.
+
+``equislt search`` runs in one process, or data parallel under ``torchrun``:
+``torchrun --nproc_per_node 2 -m equislt.cli search --config run.json``.
+"""
 from __future__ import annotations
 
 import argparse
@@ -66,7 +70,82 @@ def build_parser() -> argparse.ArgumentParser:
     con.add_argument("--input-nonnegative", action="store_true", help="inputs are >= 0 (e.g. images)")
     con.add_argument("--out", default="ticket.pt")
     con.add_argument("--no-progress", action="store_true")
+
+    _add_search(sub)
     return parser
+
+
+def _json_dict(text: str) -> dict:
+    import json
+
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r} ({err})")
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
+    return value
+
+
+# (flag, SearchConfig field, argparse options); every flag defaults to None = "not given": the config file's
+# value (or the SearchConfig default) is used, a given flag overrides it
+_SEARCH_FLAGS = [
+    ("--model", "model", dict(help="registry model: steerable_cnn, plain_cnn, gin, ign")),
+    ("--model-kwargs", "model_kwargs",
+     dict(type=_json_dict, help='factory arguments as JSON, e.g. \'{"channels": [8, 16]}\'')),
+    ("--data", "data", dict(help="registry data set: rotated_digits, graph_atlas")),
+    ("--data-kwargs", "data_kwargs", dict(type=_json_dict, help="data set arguments as JSON")),
+    ("--data-path", "data_path", dict(help="your own data set (not supported yet: a clear error)")),
+    ("--sparsity", "sparsity", dict(type=_sparsity, help="fraction of random coefficients pruned")),
+    ("--scope", "scope", dict(choices=("layer", "global"), help="per-layer or global top-k")),
+    ("--ramp", "ramp", dict(type=float, help="fraction of steps over which sparsity rises to its target")),
+    ("--ramp-start", "ramp_start", dict(type=float, help="sparsity at step 0 of the ramp")),
+    ("--ramp-shape", "ramp_shape", dict(choices=("linear", "cubic"))),
+    ("--weight-init", "weight_init", dict(choices=("signed_constant", "normal", "uniform"))),
+    ("--epochs", "epochs", dict(type=int)),
+    ("--batch-size", "batch_size", dict(type=int, help="global batch (split over torchrun processes)")),
+    ("--lr", "lr", dict(type=float)),
+    ("--optimizer", "optimizer", dict(choices=("sgd", "adam"))),
+    ("--momentum", "momentum", dict(type=float)),
+    ("--weight-decay", "weight_decay", dict(type=float)),
+    ("--seed", "seed", dict(type=int)),
+    ("--out", "out", dict(help="run directory (metrics.jsonl, checkpoint.pt, ticket.pt, result.json, plot)")),
+    ("--checkpoint-every", "checkpoint_every", dict(type=int, help="steps between checkpoints (0: per epoch)")),
+    ("--log-every", "log_every", dict(type=int, help="steps between metric lines")),
+]
+_SEARCH_SWITCHES = [  # (flag, field, value set when given)
+    ("--first-layer-dense", "first_layer_dense", True),
+    ("--last-layer-dense", "last_layer_dense", True),
+    ("--biprop", "biprop", True),
+    ("--no-cosine", "cosine", False),
+    ("--no-recalibrate-bn", "recalibrate_bn", False),
+    ("--no-resume", "resume", False),
+    ("--no-progress", "progress", False),
+]
+
+
+def _add_search(sub) -> None:
+    sea = sub.add_parser("search", help="supermask search (edge-popup) for a ticket in a random network",
+                         description="Supermask search. Settings come from --config (JSON; YAML if PyYAML is "
+                                     "installed), then flags. Under torchrun it runs data parallel.")
+    sea.add_argument("--config", help="SearchConfig fields as a JSON (or YAML) mapping")
+    for flag, field, options in _SEARCH_FLAGS:
+        sea.add_argument(flag, dest=field, default=None, **options)
+    for flag, field, value in _SEARCH_SWITCHES:
+        sea.add_argument(flag, dest=field, action="store_const", const=value, default=None)
+
+
+def _search(args) -> None:
+    from .search import SearchConfig, load_config, run_search
+
+    try:
+        config = load_config(args.config) if args.config else SearchConfig()
+        fields = [f for _, f, _ in _SEARCH_FLAGS] + [f for _, f, _ in _SEARCH_SWITCHES]
+        overrides = {f: getattr(args, f) for f in fields if getattr(args, f) is not None}
+        config = config.replace(**overrides)
+        run_search(config)
+    except (OSError, ValueError) as err:
+        raise SystemExit(f"equislt search: {err}")
 
 
 def _inputs(spec: str):
@@ -104,6 +183,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                            progress=not args.no_progress, log=print)
         ticket.save(args.out)
         print(f"saved the ticket to {args.out} (sparsity {ticket.sparsity():.3f})")
+    elif args.command == "search":
+        _search(args)
     return 0
 
 

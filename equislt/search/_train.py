@@ -1,7 +1,7 @@
 """Score-only training of a supermask network (edge-popup, Ramanujan et al. 2020)."""
 from __future__ import annotations
 
-from typing import Iterable, List
+from typing import Callable, Iterable, List, Optional
 
 import torch
 from torch import nn
@@ -33,8 +33,11 @@ def train_scores(model: nn.Module, loader: Iterable, epochs: int = 1, lr: float 
 
 
 @torch.no_grad()
-def recalibrate_batchnorm(model: nn.Module, loader: Iterable) -> None:
-    """Re-estimate batch-norm running statistics (cumulative average over one pass of ``loader``)."""
+def recalibrate_batchnorm(model: nn.Module, loader: Iterable,
+                          forward: Optional[Callable[[nn.Module, object], object]] = None) -> None:
+    """Re-estimate batch-norm running statistics (cumulative average over one pass of ``loader``).
+
+    ``forward(model, batch)`` runs the model on a batch (default ``model(batch[0])``)."""
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not norms:
         return
@@ -46,7 +49,7 @@ def recalibrate_batchnorm(model: nn.Module, loader: Iterable) -> None:
     model.train()
     refresh(model)
     for batch in loader:
-        model(batch[0])
+        model(batch[0]) if forward is None else forward(model, batch)
     for m, momentum in zip(norms, momenta):
         m.momentum = momentum
     model.train(was_training)

@@ -1,0 +1,145 @@
+"""``SearchConfig``: every knob of a supermask search, in one plain dataclass (no global ``args``).
+
+Naming is explicit on purpose (edge-popup code uses ``prune_rate`` for both the kept and the pruned fraction):
+``sparsity`` is always the fraction of random coefficients **pruned**, everywhere in equislt.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+__all__ = ["SearchConfig", "load_config"]
+
+SCOPES = ("layer", "global")
+OPTIMIZERS = ("sgd", "adam")
+RAMP_SHAPES = ("linear", "cubic")
+WEIGHT_INITS = ("signed_constant", "normal", "uniform")
+
+# fields that do not change the result of a run: a checkpoint may be resumed with other values for them
+RUNTIME_FIELDS = ("out", "progress", "resume", "checkpoint_every", "log_every", "keep_checkpoints")
+
+
+@dataclass
+class SearchConfig:
+    """One supermask search (edge-popup on coefficient masks).
+
+    Model and data
+        ``model``/``model_kwargs``: a name from :data:`equislt.search.MODELS` (``steerable_cnn``, ``plain_cnn``,
+        ``gin``, ``ign``) and its factory arguments (``num_classes``/``in_channels``/``input_size`` are filled in
+        from the data set when missing). ``data``/``data_kwargs``: a name from :data:`equislt.search.DATASETS`
+        (``rotated_digits``, ``graph_atlas``). ``data_path``: your own data set (not supported yet: a clear error).
+    Mask
+        ``sparsity``: fraction pruned (0 ≤ s < 1). ``scope``: ``"layer"`` (top-k per coefficient tensor) or
+        ``"global"`` (one threshold over the whole model, recomputed before every forward). ``ramp``: the
+        scheduled sparsity rises from ``ramp_start`` to ``sparsity`` over the first ``ramp`` fraction of steps
+        (``ramp_shape`` linear or cubic as in Zhu & Gupta 2017); this prevents layer collapse under a global
+        budget. ``weight_init``: how the frozen random coefficients are drawn (per coefficient, scaled by the
+        family's init std; scores start at ``U(-s, s)`` with the same per-coefficient std ``s``).
+        ``first_layer_dense`` / ``last_layer_dense``: leave the first / last coefficient layer unmasked (its
+        random coefficients are kept, still frozen). ``biprop``: kept coefficients become ``sign(θ)·s·α``
+        with one ``α`` per tensor (Diffenderfer & Kailkhura 2021; see ``equislt.search._biprop``).
+    Optimisation (scores only)
+        ``epochs``, ``batch_size`` (global batch, split over the processes), ``lr``, ``optimizer`` (sgd/adam),
+        ``momentum``, ``weight_decay``, ``cosine`` (cosine-annealed lr over all steps).
+        ``recalibrate_bn``: re-estimate batch-norm statistics with the current mask before each evaluation
+        and at the end (statistics gathered while the mask changed do not describe the ticket).
+    Run
+        ``seed`` (every random draw), ``out`` (directory: metrics.jsonl, checkpoint.pt, ticket.pt,
+        result.json, plots), ``checkpoint_every`` (steps; 0: only at the end of each epoch), ``resume``
+        (continue from ``out/checkpoint.pt`` when it exists), ``log_every`` (steps), ``progress`` (tqdm).
+    """
+
+    model: str = "steerable_cnn"
+    model_kwargs: Dict[str, Any] = field(default_factory=dict)
+    data: str = "rotated_digits"
+    data_kwargs: Dict[str, Any] = field(default_factory=dict)
+    data_path: Optional[str] = None
+    sparsity: float = 0.5
+    scope: str = "layer"
+    ramp: float = 0.0
+    ramp_start: float = 0.0
+    ramp_shape: str = "linear"
+    weight_init: str = "signed_constant"
+    first_layer_dense: bool = False
+    last_layer_dense: bool = False
+    biprop: bool = False
+    epochs: int = 5
+    batch_size: int = 64
+    lr: float = 0.01
+    optimizer: str = "adam"
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    cosine: bool = True
+    recalibrate_bn: bool = True
+    seed: int = 0
+    out: Optional[str] = "runs/search"
+    checkpoint_every: int = 0
+    keep_checkpoints: bool = True
+    resume: bool = True
+    log_every: int = 1
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        def bad(name, why):
+            raise ValueError(f"SearchConfig.{name}: {why}, got {getattr(self, name)!r}")
+
+        if not isinstance(self.sparsity, (int, float)) or not 0.0 <= self.sparsity < 1.0:
+            bad("sparsity", "the fraction pruned must be in [0, 1)")
+        if not isinstance(self.ramp_start, (int, float)) or not 0.0 <= self.ramp_start <= self.sparsity:
+            bad("ramp_start", "the starting sparsity must be in [0, sparsity]")
+        if not isinstance(self.ramp, (int, float)) or not 0.0 <= self.ramp <= 1.0:
+            bad("ramp", "the ramp is a fraction of all steps, in [0, 1]")
+        for name, allowed in (("scope", SCOPES), ("optimizer", OPTIMIZERS), ("ramp_shape", RAMP_SHAPES),
+                              ("weight_init", WEIGHT_INITS)):
+            if getattr(self, name) not in allowed:
+                bad(name, f"must be one of {allowed}")
+        for name in ("epochs", "batch_size", "checkpoint_every", "log_every", "seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < (1 if name == "batch_size" else 0):
+                bad(name, "must be a non-negative int" if name != "batch_size" else "must be a positive int")
+        if not self.lr > 0:
+            bad("lr", "must be positive")
+        for name in ("model_kwargs", "data_kwargs"):
+            if not isinstance(getattr(self, name), dict):
+                bad(name, "must be a dict")
+
+    def as_dict(self) -> Dict[str, Any]:
+        return json.loads(json.dumps(asdict(self)))
+
+    def result_fields(self) -> Dict[str, Any]:
+        """The fields that determine the result (what a resumed run must agree on)."""
+        return {k: v for k, v in self.as_dict().items() if k not in RUNTIME_FIELDS}
+
+    def replace(self, **changes) -> "SearchConfig":
+        return SearchConfig(**{**asdict(self), **changes})
+
+    @classmethod
+    def from_dict(cls, values: Dict[str, Any]) -> "SearchConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"SearchConfig: unknown field(s) {unknown}; known: {sorted(known)}")
+        return cls(**values)
+
+
+def load_config(path) -> SearchConfig:
+    """A :class:`SearchConfig` from a JSON file, or a YAML file when PyYAML is installed."""
+    path = Path(path)
+    text = path.read_text()
+    if path.suffix.lower() in (".yaml", ".yml"):
+        try:
+            import yaml
+        except ImportError as err:
+            raise ValueError(f"{path}: reading YAML configs needs PyYAML (pip install pyyaml); "
+                             "or write the same keys as JSON") from err
+        values = yaml.safe_load(text) or {}
+    else:
+        try:
+            values = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}: not valid JSON ({err})") from err
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: a config must be a mapping of SearchConfig fields")
+    return SearchConfig.from_dict(values)

@@ -1,0 +1,146 @@
+"""Models and data sets a search can name (``SearchConfig.model`` / ``SearchConfig.data``).
+
+A data set entry returns a :class:`Task`: train/test sets, how to batch them, and how a batch becomes
+``(logits, labels)`` for a model. A model entry builds the (random) network; its ``equislt_architecture``
+records how, so a ticket regenerates it from the seed.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Optional
+
+import torch
+from torch import nn
+
+__all__ = ["MODELS", "DATASETS", "Task", "build_model", "build_task"]
+
+
+@dataclass
+class Task:
+    train: Any
+    test: Any
+    num_classes: int
+    kind: str  # "image" or "graph": how batches are made and fed to a model
+    model_defaults: Dict[str, Any]
+
+    def loader(self, dataset, **kwargs):
+        if self.kind == "graph":
+            from torch_geometric.loader import DataLoader
+        else:
+            from torch.utils.data import DataLoader
+        return DataLoader(dataset, **kwargs)
+
+    def subset(self, dataset, indices):
+        if self.kind == "graph":
+            return dataset[torch.as_tensor(indices, dtype=torch.long)]
+        return torch.utils.data.Subset(dataset, list(indices))
+
+    def logits_and_labels(self, model: nn.Module, batch):
+        if self.kind == "graph":
+            labels = batch.y.view(-1)
+            from ..models import IGN
+
+            inner = getattr(model, "module", model)
+            if isinstance(inner, IGN):
+                from ..data._graphs import dense_graph_batch
+
+                return model(*dense_graph_batch(batch)), labels
+            return model(batch.x.float(), batch.edge_index, batch.batch), labels
+        return model(batch[0]), batch[1]
+
+
+def _limit(dataset, limit: Optional[int]):
+    if limit is None or limit >= len(dataset):
+        return dataset
+    return torch.utils.data.Subset(dataset, list(range(int(limit))))
+
+
+def _rotated_digits(size: int = 17, rotations: str = "c4", test_fraction: float = 0.25, seed: int = 0,
+                    train_limit: Optional[int] = None, test_limit: Optional[int] = None) -> Task:
+    from ..data import rotated_digits
+
+    train = rotated_digits("train", size=size, rotations=rotations, test_fraction=test_fraction, seed=seed)
+    test = rotated_digits("test", size=size, rotations=rotations, test_fraction=test_fraction, seed=seed)
+    return Task(_limit(train, train_limit), _limit(test, test_limit), 10, "image",
+                {"num_classes": 10, "input_size": size, "in_channels": 1})
+
+
+def _graph_atlas(task: str = "triangles", min_nodes: int = 1, max_nodes: int = 7, features: str = "degree",
+                 test_fraction: float = 0.2, seed: int = 0) -> Task:
+    from ..data import GraphAtlas, split_indices
+
+    dataset = GraphAtlas(task=task, min_nodes=min_nodes, max_nodes=max_nodes, features=features)
+    train_idx, test_idx = split_indices(len(dataset), (1 - test_fraction, test_fraction), seed=seed)
+    return Task(dataset[train_idx], dataset[test_idx], dataset.num_classes, "graph",
+                {"out_channels": dataset.num_classes, "in_channels": dataset.num_features})
+
+
+DATASETS: Dict[str, Callable[..., Task]] = {"rotated_digits": _rotated_digits, "graph_atlas": _graph_atlas}
+
+
+def _steerable(**kw):
+    from ..models import steerable_cnn
+
+    return steerable_cnn(**kw)
+
+
+def _plain(**kw):
+    from ..models import plain_cnn
+
+    return plain_cnn(**kw)
+
+
+def _gin(in_channels: int, out_channels: int, hidden_channels: int = 32, num_layers: int = 3):
+    from ..models import gin_classifier
+
+    return gin_classifier(in_channels, hidden_channels, out_channels, num_layers)
+
+
+def _ign(in_channels: int, out_channels: int, hidden_channels: int = 16, num_layers: int = 2, order: int = 2):
+    from ..models import IGN
+
+    # dense_graph_batch gives 1 + F channels (adjacency + node features on the diagonal)
+    return IGN(in_channels + 1, hidden_channels, out_channels, num_layers=num_layers, order=order)
+
+
+MODELS: Dict[str, Callable[..., nn.Module]] = {"steerable_cnn": _steerable, "plain_cnn": _plain, "gin": _gin,
+                                               "ign": _ign}
+_IMAGE_KEYS = {"steerable_cnn": ("num_classes", "input_size", "in_channels"),
+               "plain_cnn": ("num_classes", "input_size", "in_channels"),
+               "gin": ("in_channels", "out_channels"), "ign": ("in_channels", "out_channels")}
+_KINDS = {"steerable_cnn": "image", "plain_cnn": "image", "gin": "graph", "ign": "graph"}
+
+
+def build_task(name: str, kwargs: Dict[str, Any], data_path: Optional[str] = None) -> Task:
+    if data_path is not None:
+        raise ValueError(f"SearchConfig.data_path={data_path!r}: searching on your own data from a path is not "
+                         "supported yet; use equislt.search.Searcher with your own Task, or one of "
+                         f"{sorted(DATASETS)}")
+    if name not in DATASETS:
+        raise ValueError(f"SearchConfig.data: unknown data set {name!r}; known: {sorted(DATASETS)}")
+    try:
+        return DATASETS[name](**kwargs)
+    except TypeError as err:
+        raise ValueError(f"SearchConfig.data_kwargs for {name!r}: {err}") from err
+
+
+def build_model(name: str, kwargs: Optional[Dict[str, Any]] = None, task: Optional[Task] = None) -> nn.Module:
+    """Build registry model ``name`` (missing size arguments filled in from ``task``); records its architecture."""
+    if name not in MODELS:
+        raise ValueError(f"SearchConfig.model: unknown model {name!r}; known: {sorted(MODELS)}")
+    kwargs = dict(kwargs or {})
+    if task is not None:
+        if _KINDS[name] != task.kind:
+            raise ValueError(f"SearchConfig.model {name!r} takes {_KINDS[name]} data, but the data set gives "
+                             f"{task.kind} batches")
+        for key in _IMAGE_KEYS[name]:
+            if key in task.model_defaults:
+                kwargs.setdefault(key, task.model_defaults[key])
+    try:
+        model = MODELS[name](**kwargs)
+    except TypeError as err:
+        raise ValueError(f"SearchConfig.model_kwargs for {name!r}: {err}") from err
+    if getattr(model, "equislt_architecture", None) is None:
+        model.equislt_architecture = {"factory": "equislt.search._registry:build_model",
+                                      "kwargs": {"name": name, "kwargs": kwargs}}
+    return model
