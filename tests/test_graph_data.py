@@ -11,12 +11,7 @@ from equislt.data import (GraphAtlas, dense_graph_batch, karate_club, load_graph
 from equislt.models import IGN, graph_accuracy, train_graph_model
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():  # tiny matmuls: thread start-up dominates
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

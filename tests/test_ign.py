@@ -15,12 +15,7 @@ from equislt.testing import assert_equivariant, index_permutation_error, permute
 ORDERS = [(k, l) for k in range(4) for l in range(4) if k + l <= 6]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():  # tiny matmuls: thread start-up dominates
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _all_perms_action(n, m):

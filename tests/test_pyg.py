@@ -15,12 +15,7 @@ from equislt.nn._masked_pyg import MaskedPyGLinear
 from equislt.testing import assert_equivariant, node_permutation_error
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _graph(n=12, c=4, seed=0):
