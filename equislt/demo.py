@@ -141,12 +141,11 @@ def run_demo(config: DemoConfig = DemoConfig(), log=print) -> dict:
         out = Path(config.out)
         out.mkdir(parents=True, exist_ok=True)
         save_model(target, out / "target.pt")
-        if config.method == "construct":
-            ticket.save(out / "ticket.pt")
-        else:
-            from .nn import save_masks
+        if config.method == "search":
+            from .search import search_ticket
 
-            save_masks(network, out / "ticket_masks.pt")
+            ticket = search_ticket(network, config.seed, "signed_constant", metadata={"test_accuracy": ticket_acc})
+        ticket.save(out / "ticket.pt")
         (out / "result.json").write_text(json.dumps(result, indent=2))
         log(f"saved target.pt, the ticket (seed {config.seed} + masks) and result.json to {out}/")
     return result

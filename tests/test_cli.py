@@ -41,7 +41,11 @@ def test_demo_search_fast_path(tmp_path, capsys):
     assert result["ticket_accuracy"] > 0.2  # chance is 0.1; two epochs of score search only
     assert result["sparsity"] == pytest.approx(0.5, abs=1e-3)
     assert max(result["equivariance_error"].values()) < 1e-5
-    assert (out / "ticket_masks.pt").exists()
+    ticket = Ticket.load(out / "ticket.pt")  # the same artifact as the construction's, method "search"
+    assert ticket.method == "search" and abs(ticket.sparsity() - result["sparsity"]) < 1e-9
+    x = torch.rand(8, 1, 17, 17)
+    with torch.no_grad():
+        assert torch.allclose(ticket.export()(x), ticket(x), atol=1e-5)
 
 
 def test_bad_arguments_are_explained(capsys, tmp_path):

@@ -165,8 +165,8 @@ def construct(target: nn.Module, inputs, *, tol: float = 1e-3, n: Optional[int] 
                          f"({certificate.bound_note or 'raise n or lower tol'})")
     if log is not None:
         log(certificate.summary())
-    return Ticket(network=network, seed=seed, plans=plans, certificate=certificate,
-                  architecture=architecture_of(target))
+    return Ticket(network=network, seed=seed, method="construct", recipe={"plans": plans},
+                  architecture=architecture_of(target), certificate=certificate)
 
 
 def _logits(model, x):

@@ -3,7 +3,7 @@
 One step: set the scheduled sparsity (per-layer ``_keep`` counts, or the global hook's budget), forward,
 cross-entropy, backward into the scores only, optimizer and lr-schedule step. Each epoch ends with batch-norm
 recalibration under the current mask and a test evaluation. Everything a run needs to continue is checkpointed
-(``out/checkpoint.pt``); the final ticket is ``out/ticket.pt`` (:class:`~equislt.search.SearchTicket`).
+(``out/checkpoint.pt``); the final ticket is ``out/ticket.pt`` (an :class:`equislt.ticket.Ticket`).
 Run under ``torchrun`` it trains with ``DistributedDataParallel`` (see ``_distributed``).
 """
 from __future__ import annotations
@@ -26,7 +26,7 @@ from ._config import SearchConfig
 from ._distributed import DistributedContext, GlobalBatchSampler
 from ._registry import Task, build_model, build_task
 from ._schedule import scheduled_sparsity
-from ._ticket import SearchTicket, batchnorm_state, load_batchnorm_state, mask_digest, random_network
+from ._ticket import mask_digest, random_network, search_ticket
 from ._train import recalibrate_batchnorm
 
 __all__ = ["Searcher", "run_search"]
@@ -313,8 +313,8 @@ class Searcher:
                                if not n.endswith("_scores") and any(n.startswith(f"{path}.") for path, _ in
                                                                    coefficient_layers(self.model)))
         per_layer = {path: {n: float(m.float().mean()) for n, m in named.items()} for path, named in masks.items()}
-        ticket = SearchTicket.from_network(self.model, c.seed, c.weight_init, biprop=c.biprop,
-                                           metadata={"test_accuracy": accuracy, "config": c.as_dict()})
+        ticket = search_ticket(self.model, c.seed, c.weight_init, biprop=c.biprop,
+                               metadata={"test_accuracy": accuracy, "config": c.as_dict()})
         result = {
             "version": _version(), "config": c.as_dict(), "seed": c.seed, "world_size": self.ctx.world_size,
             "steps": self.step, "test_accuracy": accuracy, "sparsity": counts["sparsity"],

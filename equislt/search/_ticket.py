@@ -1,4 +1,4 @@
-"""The ticket of a search: the same kind of artifact as the construction's :class:`~equislt.construct.Ticket`.
+"""The ticket of a search: an :class:`equislt.ticket.Ticket` with method ``"search"``, as the construction's.
 
 Seed + architecture + bit-packed masks regenerate the pruned random network bit-exactly: the architecture
 factory is called under ``torch.manual_seed(seed)`` and the masked layers' coefficients are re-drawn from the
@@ -10,20 +10,18 @@ from __future__ import annotations
 
 import copy
 import hashlib
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Dict, List, Optional
 
 import torch
 from torch import nn
 
 from ..masks import Supermask
-from ..masks._io import pack_all, unpack_all
-from ..nn import coefficient_layers, export, freeze, load_masks, masks_of, supermask
+from ..masks._io import unpack_all
+from ..nn import coefficient_layers, export, freeze, load_masks, supermask
+from ..ticket import Ticket
 
-__all__ = ["SearchTicket", "load_ticket", "random_network", "mask_digest"]
+__all__ = ["SearchTicket", "load_ticket", "random_network", "mask_digest", "search_ticket"]
 
-FORMAT = "equislt.search-ticket/1"
 
 
 def random_network(architecture: dict, seed: int, masked: Optional[List[str]] = None, sparsity: float = 0.0,
@@ -70,89 +68,64 @@ def mask_digest(masks: Dict[str, Dict[str, torch.Tensor]]) -> str:
     return digest.hexdigest()
 
 
-@dataclass
-class SearchTicket:
-    """A strong lottery ticket found by supermask search: the pruned random ``network`` and what regenerates it.
-
-    :meth:`save` writes the seed, the architecture factory and its arguments, the weight init, the masked layer
-    paths, the bit-packed masks (1 bit per random coefficient), the batch-norm statistics and whether the kept
-    coefficients are binarised (``biprop``, recomputed from seed and masks); :meth:`load`
-    regenerates the network; :meth:`export` gives a plain model with the zeros folded in.
-    """
-
-    network: nn.Module
-    seed: int
-    architecture: dict
-    weight_init: str = "signed_constant"
-    masked: List[str] = field(default_factory=list)
-    metadata: dict = field(default_factory=dict)
-    biprop: bool = False
-
-    def __call__(self, *args, **kwargs):
-        return self.network(*args, **kwargs)
-
-    def masks(self) -> Dict[str, Dict[str, torch.Tensor]]:
-        return masks_of(self.network)
-
-    def save(self, path) -> None:
-        payload = {"format": FORMAT, "seed": self.seed, "architecture": self.architecture,
-                   "weight_init": self.weight_init, "masked": list(self.masked),
-                   "masks": pack_all(masks_of(self.network)), "batchnorm": batchnorm_state(self.network),
-                   "biprop": self.biprop, "metadata": self.metadata}
-        torch.save(payload, Path(path))
-
-    @classmethod
-    def from_network(cls, network: nn.Module, seed: int, weight_init: str, metadata: Optional[dict] = None,
-                     biprop: bool = False):
-        architecture = getattr(network, "equislt_architecture", None)
-        if architecture is None:
-            raise ValueError("SearchTicket: the network records no architecture factory (equislt_architecture)")
-        masked = [p for p, layer in coefficient_layers(network) if hasattr(layer, "mask")]
-        return cls(network, seed, dict(architecture), weight_init, masked, dict(metadata or {}), biprop)
-
-    @classmethod
-    def load(cls, path) -> "SearchTicket":
-        payload = torch.load(Path(path), weights_only=False)
-        if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-            raise ValueError(f"SearchTicket.load: {path} is not an equislt search ticket ({FORMAT})")
-        network = random_network(payload["architecture"], payload["seed"], payload["masked"],
-                                 weight_init=payload["weight_init"])
-        load_masks(network, unpack_all(payload["masks"]))
-        if payload.get("biprop"):
-            from ._biprop import bake_biprop
-
-            bake_biprop(network)
-        load_batchnorm_state(network, payload["batchnorm"])
-        return cls(network.eval(), payload["seed"], payload["architecture"], payload["weight_init"],
-                   payload["masked"], payload.get("metadata", {}), bool(payload.get("biprop")))
-
-    def sparsity(self) -> float:
-        masks = masks_of(self.network)
-        total = sum(m.numel() for named in masks.values() for m in named.values())
-        kept = sum(int(m.sum()) for named in masks.values() for m in named.values())
-        return 1.0 - kept / total
-
-    def export(self) -> nn.Module:
-        """A plain model with identical outputs (:func:`equislt.nn.export`; biprop coefficients baked in)."""
-        network = self.network
-        if self.biprop and any(isinstance(getattr(l, "mask", None), Supermask) for _, l in coefficient_layers(network)):
-            from ._biprop import bake_biprop
-
-            was = network.training
-            network.eval()
-            network = bake_biprop(freeze(copy.deepcopy(network)))
-            self.network.train(was)
-        return export(network).eval()
+def search_ticket(network: nn.Module, seed: int, weight_init: str, metadata: Optional[dict] = None,
+                  biprop: bool = False) -> Ticket:
+    """The :class:`~equislt.ticket.Ticket` of a searched ``network`` (method ``"search"``)."""
+    architecture = getattr(network, "equislt_architecture", None)
+    if architecture is None:
+        raise ValueError("search ticket: the network records no architecture factory (equislt_architecture)")
+    masked = [p for p, layer in coefficient_layers(network) if hasattr(layer, "mask")]
+    recipe = {"weight_init": weight_init, "masked": masked, "biprop": bool(biprop)}
+    return Ticket(network=network, seed=seed, method="search", recipe=recipe, architecture=dict(architecture),
+                  metadata=dict(metadata or {}))
 
 
-def load_ticket(path):
-    """Load a ticket written by a search (:class:`SearchTicket`) or by the construction (``Ticket``)."""
-    payload = torch.load(Path(path), weights_only=False)
-    fmt = payload.get("format") if isinstance(payload, dict) else None
-    if fmt == FORMAT:
-        return SearchTicket.load(path)
-    if isinstance(fmt, str) and fmt.startswith("equislt.ticket/"):
-        from ..construct import Ticket
+SearchTicket = Ticket  # one artifact for both methods; the name stays for readability in search code
+load_ticket = Ticket.load  # loads a searched or a constructed ticket
 
-        return Ticket.load(path)
-    raise ValueError(f"load_ticket: {path} is not an equislt ticket")
+
+# -- the "search" method of equislt.ticket.Ticket -------------------------------------------------------------
+def dump_recipe(recipe: dict) -> dict:
+    return dict(recipe)
+
+
+def load_recipe(data: dict) -> dict:
+    return dict(data)
+
+
+def extra_state(ticket) -> dict:
+    """Batch-norm statistics are estimated (not trained) with the final mask: the ticket keeps them."""
+    return {"batchnorm": batchnorm_state(ticket.network)}
+
+
+def load_certificate(payload: dict):
+    return None
+
+
+def regenerate(payload: dict, recipe: dict, target: Optional[nn.Module] = None) -> nn.Module:
+    network = random_network(payload["architecture"], payload["seed"], recipe["masked"],
+                             weight_init=recipe["weight_init"])
+    load_masks(network, unpack_all(payload["masks"]))
+    if recipe.get("biprop"):
+        from ._biprop import bake_biprop
+
+        bake_biprop(network)
+    load_batchnorm_state(network, payload["state"]["batchnorm"])
+    return network
+
+
+def export_ticket(ticket) -> nn.Module:
+    """A plain model with identical outputs (:func:`equislt.nn.export`; biprop coefficients baked in)."""
+    network = ticket.network
+    if ticket.recipe.get("biprop") and any(isinstance(getattr(l, "mask", None), Supermask)
+                                           for _, l in coefficient_layers(network)):
+        from ._biprop import bake_biprop
+
+        was = network.training
+        network.eval()
+        network = bake_biprop(freeze(copy.deepcopy(network)))
+        ticket.network.train(was)
+    return export(network).eval()
+
+
+compile_ticket = export_ticket
