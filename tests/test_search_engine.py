@@ -129,6 +129,9 @@ def test_config_files_and_errors(tmp_path):
     path.write_text(json.dumps({"sparsity": 0.7, "scope": "global", "model_kwargs": {"channels": [4]}}))
     config = load_config(path)
     assert config.sparsity == 0.7 and config.scope == "global" and config.model_kwargs == {"channels": [4]}
+    yaml_path = tmp_path / "run.yaml"
+    yaml_path.write_text("sparsity: 0.7\nscope: global\nmodel_kwargs:\n  channels: [4]\n")
+    assert load_config(yaml_path) == config
     path.write_text(json.dumps({"prune_rate": 0.7}))
     with pytest.raises(ValueError, match="unknown field.*prune_rate"):
         load_config(path)
