@@ -55,6 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--search-epochs", type=int, default=d.search_epochs)
     demo.add_argument("--sparsity", type=_sparsity, default=d.sparsity, help="search: fraction pruned")
     demo.add_argument("--out", default=d.out, help="directory for target.pt, the ticket and result.json")
+    demo.add_argument("--data", default=None,
+                      help="a directory of MNIST-style IDX files (train-/t10k-images-idx3-ubyte, "
+                           "train-/t10k-labels-idx1-ubyte, optionally .gz) instead of the bundled digits")
+    demo.add_argument("--data-limit", type=int, default=None, help="at most this many images per split")
     demo.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
     con = sub.add_parser("construct", help="construct a ticket for a saved target (equislt.models.save_model)")
@@ -166,10 +170,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.command == "demo":
         from .demo import DemoConfig, run_demo
 
-        run_demo(DemoConfig(method=args.method, seed=args.seed, target_channels=args.target_channels,
-                            target_epochs=args.target_epochs, tol=args.tol, ticket_channels=args.ticket_channels,
-                            search_epochs=args.search_epochs, sparsity=args.sparsity, out=args.out,
-                            progress=not args.no_progress))
+        try:
+            run_demo(DemoConfig(method=args.method, seed=args.seed, target_channels=args.target_channels,
+                                target_epochs=args.target_epochs, tol=args.tol, ticket_channels=args.ticket_channels,
+                                search_epochs=args.search_epochs, sparsity=args.sparsity, out=args.out,
+                                progress=not args.no_progress, data=args.data, data_limit=args.data_limit))
+        except ValueError as err:
+            if args.data is None:
+                raise
+            raise SystemExit(f"equislt demo: {err}")
     elif args.command == "construct":
         from .construct import construct
         from .models import load_model

@@ -36,6 +36,8 @@ class DemoConfig:
     search_lr: float = 0.01
     out: Optional[str] = "runs/demo"
     progress: bool = True
+    data: Optional[str] = None  # a directory of MNIST-style IDX files instead of the bundled digits
+    data_limit: Optional[int] = None  # use at most this many images per split of ``data``
 
 
 def _rotation_error(model, images: torch.Tensor) -> dict:
@@ -64,17 +66,26 @@ def run_demo(config: DemoConfig = DemoConfig(), log=print) -> dict:
     if config.method not in ("construct", "search"):
         raise ValueError(f"demo: method must be 'construct' or 'search', got {config.method!r}")
     torch.manual_seed(config.seed)
-    train_set = rotated_digits("train", rotations="c4", seed=config.seed)
-    test_set = rotated_digits("test", rotations="c4", seed=config.seed)
+    if config.data:
+        from .data import idx_images
+
+        train_set = idx_images(config.data, "train", rotations="c4", seed=config.seed, limit=config.data_limit)
+        test_set = idx_images(config.data, "test", rotations="c4", seed=config.seed, limit=config.data_limit)
+        source = f"{config.data} (IDX, rotated by multiples of 90°)"
+    else:
+        train_set = rotated_digits("train", rotations="c4", seed=config.seed)
+        test_set = rotated_digits("test", rotations="c4", seed=config.seed)
+        source = "rotated digits (C4)"
+    size = train_set.tensors[0].shape[-1]
     generator = torch.Generator().manual_seed(config.seed)
     train_loader = torch.utils.data.DataLoader(train_set, batch_size=config.batch_size, shuffle=True,
                                                generator=generator)
     images, labels = test_set.tensors
-    log(f"rotated digits (C4): {len(train_set)} train / {len(test_set)} held-out images, "
+    log(f"{source}: {len(train_set)} train / {len(test_set)} held-out images, "
         f"{tuple(images.shape[1:])}")
 
     start = time.perf_counter()
-    target = steerable_cnn("c4", channels=config.target_channels)
+    target = steerable_cnn("c4", channels=config.target_channels, input_size=size)
     train_classifier(target, train_loader, epochs=config.target_epochs, lr=config.target_lr,
                      progress=config.progress)
     target_logits = _predict(target, images)
@@ -97,7 +108,7 @@ def run_demo(config: DemoConfig = DemoConfig(), log=print) -> dict:
         from . import nn as slt_nn
         from .search import train_scores
 
-        network = steerable_cnn("c4", channels=config.ticket_channels)
+        network = steerable_cnn("c4", channels=config.ticket_channels, input_size=size)
         slt_nn.supermask(network, sparsity=config.sparsity, seed=config.seed)
         train_scores(network, train_loader, epochs=config.search_epochs, lr=config.search_lr, optimizer="adam",
                      progress=config.progress)

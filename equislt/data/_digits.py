@@ -179,6 +179,28 @@ def _split_indices(test_fraction: float, seed: int) -> Tuple[np.ndarray, np.ndar
     return train, test
 
 
+def apply_rotations(images: torch.Tensor, rotations: str, generator: torch.Generator):
+    """Rotate each image ``[M, 1, s, s]`` at random: ``"c4"`` by a multiple of 90° (exact), ``"continuous"`` by an
+    angle in ``[0, 2π)`` (bilinear), ``"none"`` not at all. Returns ``(images, angles, quarter_turns or None)``."""
+    m = len(images)
+    quarter_turns: Optional[torch.Tensor] = None
+    if rotations == "none":
+        angles = torch.zeros(m)
+        quarter_turns = torch.zeros(m, dtype=torch.long)
+    elif rotations == "c4":
+        quarter_turns = torch.randint(0, 4, (m,), generator=generator)
+        rotated = images.clone()
+        for k in range(1, 4):
+            sel = quarter_turns == k
+            rotated[sel] = torch.rot90(images[sel], k, dims=(-2, -1))
+        images = rotated
+        angles = quarter_turns.to(torch.float32) * (math.pi / 2)
+    else:
+        angles = torch.rand(m, generator=generator, dtype=torch.float64).mul_(2 * math.pi).to(torch.float32)
+        images = rotate_images(images, angles).clamp_(0.0, 1.0)
+    return images, angles, quarter_turns
+
+
 def rotated_digits(
     split: str = "train",
     size: int = 17,
@@ -216,24 +238,7 @@ def rotated_digits(
 
     images = _to_canvas(torch.from_numpy(raw_images[idx].copy()), size)
     labels = torch.from_numpy(raw_labels[idx].copy())
-    m = len(idx)
-    gen = _generator(int(seed), split)
-    quarter_turns: Optional[torch.Tensor] = None
-    if rotations == "none":
-        angles = torch.zeros(m)
-        quarter_turns = torch.zeros(m, dtype=torch.long)
-    elif rotations == "c4":
-        quarter_turns = torch.randint(0, 4, (m,), generator=gen)
-        rotated = images.clone()
-        for k in range(1, 4):
-            sel = quarter_turns == k
-            rotated[sel] = torch.rot90(images[sel], k, dims=(-2, -1))
-        images = rotated
-        angles = quarter_turns.to(torch.float32) * (math.pi / 2)
-    else:
-        angles = torch.rand(m, generator=gen, dtype=torch.float64).mul_(2 * math.pi).to(torch.float32)
-        images = rotate_images(images, angles).clamp_(0.0, 1.0)
-
+    images, angles, quarter_turns = apply_rotations(images, rotations, _generator(int(seed), split))
     return RotatedDigits(
         images.contiguous(),
         labels,
