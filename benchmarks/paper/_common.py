@@ -1,0 +1,97 @@
+"""Shared helpers of the paper-reproduction scripts (Ferbach et al., ICLR 2023): results folder, JSON with
+machine info, certificate summaries, batched evaluation, plotting backend."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def setup(threads: int = 2, seed: int = 0) -> None:
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+
+
+def plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as pyplot
+
+    return pyplot
+
+
+def write_json(name: str, payload: dict, start: float) -> Path:
+    """Write ``results/<name>.json`` with the command line, machine and wall time added."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    payload = {"command": "python " + " ".join([os.path.relpath(sys.argv[0])] + sys.argv[1:]),
+               "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                           "platform": platform.platform(), "torch": torch.__version__,
+                           "loadavg_at_end": os.getloadavg()},
+               "wall_seconds": time.perf_counter() - start, **payload}
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(payload, indent=2, default=float))
+    print(f"wrote {path} ({payload['wall_seconds']:.1f} s)")
+    return path
+
+
+def certificate_summary(cert) -> dict:
+    """The numbers of a construction certificate that the paper tables report."""
+    return {
+        "certified_bound": cert.bound, "bound_note": cert.bound_note or None,
+        "input_radius": cert.input_radius,
+        "measured_max_error": cert.measured_max_error, "measured_relative_error": cert.measured_relative_error,
+        "prediction_agreement_trace_inputs": cert.prediction_agreement,
+        "rows_over_tol": cert.rows_over_tol,
+        "max_coefficient_residual": max(c.coefficient_residual["max"] for c in cert.layers),
+        "median_coefficient_residual": [c.coefficient_residual["median"] for c in cert.layers],
+        "counts": {"target": cert.target_coefficients, "random": cert.random_coefficients,
+                   "kept": cert.kept_coefficients, "lower_bound": cert.lower_bound,
+                   "subset_sum_problems": sum(c.n_problems for c in cert.layers)},
+        "seconds": cert.seconds,
+        "layers": [{"path": c.path, "N": c.n // 2, "extra_copies": c.width_added, "problems": c.n_problems,
+                    "pool_positive_mean": c.pool_positive_mean, "residual": c.coefficient_residual,
+                    "rows_over_tol": c.rows_over_tol, "target": c.target_coefficients,
+                    "random": c.random_coefficients, "kept": c.kept_coefficients, "lower_bound": c.lower_bound}
+                   for c in cert.layers],
+    }
+
+
+@torch.no_grad()
+def batched(model, x: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
+    """Eval-mode outputs of an image model in batches (the random networks are wide)."""
+    was = model.training
+    model.eval()
+    try:
+        out = [model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]
+    finally:
+        model.train(was)
+    out = [o.tensor if hasattr(o, "tensor") and hasattr(o, "type") else o for o in out]
+    return torch.cat(out)
+
+
+def compare(f: torch.Tensor, g: torch.Tensor, y: Optional[torch.Tensor] = None) -> dict:
+    """Target logits ``f`` vs ticket logits ``g`` (and labels ``y``)."""
+    out = {"prediction_agreement": float((f.argmax(-1) == g.argmax(-1)).float().mean()),
+           "max_output_error": float((f - g).abs().max()),
+           "relative_output_error": float((f - g).abs().max() / f.abs().max().clamp(min=1e-12))}
+    if y is not None:
+        out["target_accuracy"] = float((f.argmax(-1) == y).float().mean())
+        out["ticket_accuracy"] = float((g.argmax(-1) == y).float().mean())
+    return out
+
+
+class Timer:
+    def __init__(self):
+        self.start = time.perf_counter()
+
+    def __call__(self) -> float:
+        return time.perf_counter() - self.start
