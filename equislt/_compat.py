@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 from types import ModuleType
 
-__all__ = ["import_escnn", "escnn_loaded"]
+__all__ = ["import_escnn", "escnn_loaded", "is_geometric", "tensor_of"]
 
 
 def escnn_loaded() -> bool:
@@ -36,3 +36,13 @@ def import_escnn() -> ModuleType:
             "needs numpy<2. Fix: pip install 'numpy<2' (and scikit-learn<1.7)."
         )
     return escnn
+
+
+def is_geometric(x) -> bool:
+    """True for an escnn ``GeometricTensor`` (checked without importing escnn)."""
+    return hasattr(x, "tensor") and hasattr(x, "type")
+
+
+def tensor_of(x):
+    """The plain tensor of ``x``: ``x.tensor`` for a ``GeometricTensor``, ``x`` itself otherwise."""
+    return x.tensor if is_geometric(x) else x

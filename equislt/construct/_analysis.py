@@ -14,6 +14,7 @@ from typing import List, Optional
 import torch
 from torch import nn
 
+from .._compat import tensor_of
 from ..basis import blocks
 from ._families import Family, family_of
 
@@ -73,7 +74,7 @@ class Trace:
 def _tensor(x):
     if isinstance(x, (tuple, list)):
         x = x[0]
-    return x.tensor if hasattr(x, "tensor") and hasattr(x, "type") else x
+    return tensor_of(x)
 
 
 def _kind(module: nn.Module) -> Optional[str]:

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from ..basis import blocks, coefficient_names
-from ..nn import mask_model
+from ..nn import mask_model, replace_module
 from ._families import family_of
 
 __all__ = ["LayerPlan", "build_random_network", "hidden_offsets"]
@@ -90,12 +90,6 @@ def _copy(target: nn.Module) -> nn.Module:
         return copy.deepcopy(target)
     finally:
         target.train(was_training)
-
-
-def _replace(model: nn.Module, path: str, new: nn.Module) -> None:
-    parent_path, _, name = path.rpartition(".")
-    parent = model.get_submodule(parent_path) if parent_path else model
-    setattr(parent, name, new)
 
 
 def stream(seed: int, path: str, name: str) -> torch.Generator:
@@ -198,9 +192,9 @@ def build_random_network(target: nn.Module, plans: List[LayerPlan], seed: int) -
     for plan in plans:
         block = build_block(net.get_submodule(plan.path), plan)
         draw_block(block, seed, plan.path)
-        _replace(net, plan.path, mask_model(block))
+        net = replace_module(net, plan.path, mask_model(block))
         if plan.folded_norm:
-            _replace(net, plan.folded_norm, _identity_like(net.get_submodule(plan.folded_norm)))
+            net = replace_module(net, plan.folded_norm, _identity_like(net.get_submodule(plan.folded_norm)))
     for param in net.parameters():
         param.requires_grad_(False)
     return net.eval()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .._compat import is_geometric
 from ..basis import blocks
 from ._families import family_of
 from ._build import block_widths
@@ -30,7 +31,7 @@ class CompiledBlock(nn.Module):
         self.register_buffer("gain", torch.tensor(float(gain)))
 
     def forward(self, x, *args):
-        geometric = hasattr(x, "type") and hasattr(x, "tensor")
+        geometric = is_geometric(x)
         t = x.tensor if geometric else x
         wrap = (lambda v: type(x)(v, x.type, x.coords)) if geometric else (lambda v: v)
         unwrap = (lambda y: y.tensor) if geometric else (lambda y: y)
@@ -110,9 +111,10 @@ def compile_block(block) -> nn.Module:
 
 def compile_network(network: nn.Module, plans) -> nn.Module:
     """A copy of the pruned random network with every block compiled (see module docstring)."""
-    from ._build import _copy, _replace
+    from ..nn import replace_module
+    from ._build import _copy
 
     compiled = _copy(network)
     for plan in plans:
-        _replace(compiled, plan.path, compile_block(compiled.get_submodule(plan.path)))
+        compiled = replace_module(compiled, plan.path, compile_block(compiled.get_submodule(plan.path)))
     return compiled.eval()

@@ -9,13 +9,13 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from ..nn import masks_of
+from .._compat import tensor_of
+from ..nn import mask_model, masks_of, replace_module
 from ._analysis import analyse
-from ._build import LayerPlan, build_block, draw_block, build_random_network, _replace
+from ._build import LayerPlan, build_block, build_random_network, draw_block
 from ._certificate import Certificate, LayerCertificate, _quantiles, layer_error_terms, network_bound
 from ._solve import fields_over_tol, solve_layer
 from ._ticket import Ticket, architecture_of
-from ..nn import mask_model
 
 __all__ = ["construct", "default_n"]
 
@@ -112,7 +112,7 @@ def construct(target: nn.Module, inputs, *, tol: float = 1e-3, n: Optional[int] 
             t0 = time.perf_counter()
             new = build_block(layer.module, plan)
             draw_block(new, seed, plan.path)
-            _replace(network, plan.path, mask_model(new).eval())
+            network = replace_module(network, plan.path, mask_model(new).eval())
             times["build"] += time.perf_counter() - t0
             t0 = time.perf_counter()
             solution = solve_layer(layer, network.get_submodule(plan.path), tol, fewest, previous=solution,
@@ -144,7 +144,7 @@ def construct(target: nn.Module, inputs, *, tol: float = 1e-3, n: Optional[int] 
     t0 = time.perf_counter()
     x = inputs
     flat = x[0] if isinstance(x, (tuple, list)) else x  # (x, node_mask, ...): the radius is that of x
-    flat = flat.tensor if hasattr(flat, "tensor") and hasattr(flat, "type") else flat
+    flat = tensor_of(flat)
     radius = float(flat.reshape(flat.shape[0], -1).norm(dim=1).max()) if input_radius is None else float(input_radius)
     certificate.input_radius = radius
     certificate.bound, certificate.bound_note = network_bound(trace, terms, radius)
@@ -176,4 +176,4 @@ def _logits(model, x):
         out = model(*x) if isinstance(x, (tuple, list)) else model(x)
     finally:
         model.train(was)
-    return out.tensor if hasattr(out, "tensor") and hasattr(out, "type") else out
+    return tensor_of(out)

@@ -19,6 +19,7 @@ from typing import List, Optional
 import torch
 from torch import nn
 
+from .._compat import is_geometric, tensor_of
 from ..basis import Block
 from ..nn._masked import MaskedLayer
 
@@ -55,7 +56,7 @@ class PooledBias(nn.Module):
         return self.expansion @ self.coefficient("bias").sum(dim=1)
 
     def forward(self, x):
-        tensor = x.tensor if hasattr(x, "type") and hasattr(x, "tensor") else x
+        tensor = tensor_of(x)
         shape = (1, -1) + (1,) * (tensor.dim() - 2)
         out = tensor + self.vector().view(shape)
         if tensor is x:
@@ -132,7 +133,7 @@ class LiftMix(nn.Module):
         y = self.mix(self.relu(self.lift(x, *args)), *args)
         if self.bias is not None:
             y = self.bias(y, *args)
-        if hasattr(y, "type") and hasattr(y, "tensor"):
+        if is_geometric(y):
             return type(y)(y.tensor * self.gain, y.type, y.coords)
         return y * self.gain
 

@@ -90,6 +90,10 @@ class SteerableCNN(nn.Module):
         super().__init__()
         kind, order = parse_group(group)
         chans = _check_common(channels, kernel_size, num_classes, input_size, width, in_channels)
+        # how to rebuild this architecture (tickets and checkpoints store it instead of pickling escnn modules)
+        self.equislt_architecture = {"factory": "equislt.models:steerable_cnn", "kwargs": dict(
+            group=group, channels=list(channels), kernel_size=kernel_size, num_classes=num_classes,
+            input_size=input_size, invariant=invariant, width=width, in_channels=in_channels)}
         escnn = import_escnn()
         gspaces, enn = escnn.gspaces, escnn.nn
 
@@ -138,6 +142,9 @@ class PlainCNN(nn.Module):
     ) -> None:
         super().__init__()
         chans = _check_common(channels, kernel_size, num_classes, input_size, width, in_channels)
+        self.equislt_architecture = {"factory": "equislt.models:plain_cnn", "kwargs": dict(
+            channels=list(channels), kernel_size=kernel_size, num_classes=num_classes, input_size=input_size,
+            width=width, in_channels=in_channels)}
         layers: List[nn.Module] = []
         c_in = in_channels
         for c, (k, s, p) in zip(chans, _pool_plan(input_size, len(chans))):
@@ -190,11 +197,7 @@ def steerable_cnn(
     in_channels : int
         Number of trivial (scalar) input fields.
     """
-    model = SteerableCNN(group, channels, kernel_size, num_classes, input_size, invariant, width, in_channels)
-    model.equislt_architecture = {"factory": "equislt.models:steerable_cnn", "kwargs": dict(
-        group=group, channels=list(channels), kernel_size=kernel_size, num_classes=num_classes,
-        input_size=input_size, invariant=invariant, width=width, in_channels=in_channels)}
-    return model
+    return SteerableCNN(group, channels, kernel_size, num_classes, input_size, invariant, width, in_channels)
 
 
 def c4_steerable_cnn(**kwargs: Any) -> SteerableCNN:
@@ -217,9 +220,5 @@ def plain_cnn(
     ``channels`` counts ordinary channels; to match a steerable model's feature width multiply by ``|G|``
     (or pass ``width=|G|``).
     """
-    model = PlainCNN(channels, kernel_size, num_classes, input_size, width, in_channels)
-    model.equislt_architecture = {"factory": "equislt.models:plain_cnn", "kwargs": dict(
-        channels=list(channels), kernel_size=kernel_size, num_classes=num_classes, input_size=input_size,
-        width=width, in_channels=in_channels)}
-    return model
+    return PlainCNN(channels, kernel_size, num_classes, input_size, width, in_channels)
 

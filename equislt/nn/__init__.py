@@ -1,6 +1,6 @@
 """Coefficient layers: masked / supermask versions of supported layers, ``OrbitLinear``, conversion."""
 from ._convert import (GlobalTopK, coefficient_layers, export, fold, freeze, load_masks, mask_model, masks_of,
-                       refresh, save_masks, score_parameters, supermask)
+                       refresh, replace_module, save_masks, score_parameters, supermask)
 from ._ign import IGNLinear, MaskedIGNLinear
 from ._masked import MaskedConv1d, MaskedConv2d, MaskedConv3d, MaskedLayer, MaskedLinear
 
@@ -23,6 +23,7 @@ __all__ = [
     "mask_model",
     "masks_of",
     "refresh",
+    "replace_module",
     "save_masks",
     "score_parameters",
     "supermask",

@@ -28,6 +28,7 @@ __all__ = [
     "mask_model",
     "masks_of",
     "refresh",
+    "replace_module",
     "save_masks",
     "score_parameters",
     "supermask",
@@ -62,7 +63,8 @@ def _has_masked_class(module: nn.Module) -> bool:
         return False
 
 
-def _replace(model: nn.Module, path: str, new: nn.Module) -> nn.Module:
+def replace_module(model: nn.Module, path: str, new: nn.Module) -> nn.Module:
+    """Put ``new`` at ``path`` in ``model`` (in place); returns the model, or ``new`` when ``path`` is the root."""
     if path == "":
         return new
     parent_path, _, name = path.rpartition(".")
@@ -78,7 +80,7 @@ def _convert(model: nn.Module, make_mask: Callable[[str, nn.Module], nn.Module],
             continue
         wrapped = _masked_class(layer).wrap(layer, make_mask(path, layer))
         wrapped.train(layer.training)
-        model = _replace(model, path, wrapped)
+        model = replace_module(model, path, wrapped)
     return model
 
 
@@ -242,7 +244,7 @@ def fold(model: nn.Module) -> nn.Module:
     model = copy.deepcopy(model)
     for path, layer in list(coefficient_layers(model)):
         if isinstance(layer, MaskedLayer):
-            model = _replace(model, path, layer.unmasked())
+            model = replace_module(model, path, layer.unmasked())
     for hook_id, hook in list(model._forward_pre_hooks.items()):
         if isinstance(hook, GlobalTopK):
             del model._forward_pre_hooks[hook_id]

@@ -12,6 +12,8 @@ from typing import Callable, Dict, Iterable, Optional, Sequence, Tuple
 
 import torch
 
+from .._compat import tensor_of
+
 __all__ = [
     "EquivarianceReport",
     "equivariance_error",
@@ -42,10 +44,6 @@ class EquivarianceReport:
         return f"EquivarianceReport(max {parts}; {len(self.errors)} checks)"
 
 
-def _as_tensor(y):
-    return y.tensor if hasattr(y, "tensor") and hasattr(y, "type") else y
-
-
 def _scale(y: torch.Tensor) -> float:
     return float(y.abs().max()) + 1e-12
 
@@ -70,9 +68,9 @@ def equivariance_error(fn: Callable, x, actions: Iterable[Action], modes: Sequen
             module.train(mode == "train")
             with torch.no_grad():
                 y = call(x)
-                scale = _scale(_as_tensor(y))
+                scale = _scale(tensor_of(y))
                 for name, act_in, act_out in actions:
-                    diff = _as_tensor(call(act_in(x))) - _as_tensor(act_out(y))
+                    diff = tensor_of(call(act_in(x))) - tensor_of(act_out(y))
                     report.errors[(mode, name)] = float(diff.abs().max()) / scale
     finally:
         module.train(was_training)
