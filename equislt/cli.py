@@ -99,7 +99,8 @@ _SEARCH_FLAGS = [
      dict(type=_json_dict, help='factory arguments as JSON, e.g. \'{"channels": [8, 16]}\'')),
     ("--data", "data", dict(help="registry data set: rotated_digits, graph_atlas")),
     ("--data-kwargs", "data_kwargs", dict(type=_json_dict, help="data set arguments as JSON")),
-    ("--data-path", "data_path", dict(help="your own data set (not supported yet: a clear error)")),
+    ("--data-path", "data_path", dict(help="your own data instead of --data's: a directory of MNIST-style IDX "
+                                           "files (image data) or a torch.save-d PyG dataset (graph data)")),
     ("--sparsity", "sparsity", dict(type=_sparsity, help="fraction of random coefficients pruned")),
     ("--scope", "scope", dict(choices=("layer", "global"), help="per-layer or global top-k")),
     ("--ramp", "ramp", dict(type=float, help="fraction of steps over which sparsity rises to its target")),

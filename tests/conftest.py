@@ -15,3 +15,25 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def idx_digits():
+    """Writes the bundled digits at ``side``x``side`` as a directory of MNIST-style IDX files (train: 1200 images,
+    test: 597, the test images gzipped) and returns the directory."""
+    from sklearn.datasets import load_digits
+
+    from equislt.data import write_idx
+
+    def write(folder, side=16):
+        digits = load_digits()
+        images = torch.nn.functional.interpolate(torch.tensor(digits.images[:, None] * 16.0), size=(side, side),
+                                                 mode="bilinear").clamp(0, 255)[:, 0].numpy()
+        folder.mkdir(exist_ok=True)
+        write_idx(folder / "train-images-idx3-ubyte", images[:1200])
+        write_idx(folder / "train-labels-idx1-ubyte", digits.target[:1200])
+        write_idx(folder / "t10k-images-idx3-ubyte.gz", images[1200:])
+        write_idx(folder / "t10k-labels-idx1-ubyte", digits.target[1200:])
+        return folder
+
+    return write

@@ -58,27 +58,9 @@ def test_bad_arguments_are_explained(capsys, tmp_path):
         main(["construct", "--target", str(bogus), "--no-progress"])
 
 
-def _write_idx(path, array):
-    """Write an MNIST-style IDX file (unsigned bytes)."""
-    import numpy as np
-
-    header = bytes([0, 0, 0x08, array.ndim]) + np.array(array.shape, dtype=">i4").tobytes()
-    path.write_bytes(header + array.astype(np.uint8).tobytes())
-
-
-def test_demo_on_your_own_idx_images(tmp_path, capsys):
+def test_demo_on_your_own_idx_images(tmp_path, capsys, idx_digits):
     """The user-data path: a directory of MNIST-style IDX files (here: the bundled digits at 16x16)."""
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    images = torch.nn.functional.interpolate(torch.tensor(digits.images[:, None] * 16.0), size=(16, 16),
-                                             mode="bilinear").clamp(0, 255)[:, 0].numpy()
-    folder = tmp_path / "mine"
-    folder.mkdir()
-    _write_idx(folder / "train-images-idx3-ubyte", images[:1200])
-    _write_idx(folder / "train-labels-idx1-ubyte", digits.target[:1200])
-    _write_idx(folder / "t10k-images-idx3-ubyte", images[1200:])
-    _write_idx(folder / "t10k-labels-idx1-ubyte", digits.target[1200:])
+    folder = idx_digits(tmp_path / "mine")
     out = tmp_path / "run"
     assert main(["demo", "--data", str(folder), "--target-epochs", "2", "--target-channels", "4,8", "--tol", "1e-3",
                  "--no-progress", "--out", str(out)]) == 0
@@ -86,6 +68,7 @@ def test_demo_on_your_own_idx_images(tmp_path, capsys):
     result = json.loads((out / "result.json").read_text())
     assert result["target_accuracy"] > 0.3 and result["prediction_agreement"] >= 0.98
 
+    (folder / "t10k-images-idx3-ubyte.gz").unlink()
     (folder / "t10k-images-idx3-ubyte").write_bytes(b"not an idx file")
     with pytest.raises(SystemExit, match="not an IDX file"):
         main(["demo", "--data", str(folder), "--no-progress", "--out", str(out)])

@@ -139,7 +139,7 @@ def test_config_files_and_errors(tmp_path):
         SearchConfig(sparsity=1.0)
     with pytest.raises(ValueError, match="scope"):
         SearchConfig(scope="tensor")
-    with pytest.raises(ValueError, match="not supported yet"):
+    with pytest.raises(ValueError, match="not a directory of IDX files"):
         Searcher(SearchConfig(data_path="my_images/"), log=_quiet)
     with pytest.raises(ValueError, match="unknown model 'resnet'"):
         Searcher(SearchConfig(model="resnet", out=None), log=_quiet)
@@ -165,8 +165,41 @@ def test_cli_search_writes_a_run_directory(tmp_path, capsys):
     assert result["config"]["batch_size"] == 32
     for name in ("metrics.jsonl", "checkpoint.pt", "ticket.pt", "accuracy.png"):
         assert (out / name).exists(), name
-    with pytest.raises(SystemExit, match="not supported yet"):
+    with pytest.raises(SystemExit, match="x: not a directory of IDX files"):
         main(["search", "--data-path", "x", "--out", str(tmp_path / "bad")])
+
+
+def test_search_on_your_own_idx_images(tmp_path, idx_digits):
+    folder = idx_digits(tmp_path / "mine", side=8)  # padded to 9x9 (odd: exact 90° rotations)
+    config = _config(data_path=str(folder), data_kwargs={"train_limit": 192, "test_limit": 96}, epochs=1)
+    searcher = Searcher(config, log=_quiet)
+    assert len(searcher.task.train) == 192 and len(searcher.task.test) == 96
+    assert searcher.task.train[0][0].shape == (1, 9, 9) and searcher.task.num_classes == 10
+    result = searcher.run()
+    assert 0.0 <= result["test_accuracy"] <= 1.0 and result["config"]["data_path"] == str(folder)
+    with pytest.raises(ValueError, match="data_kwargs with data_path.*size"):
+        Searcher(_config(data_path=str(folder), data_kwargs={"size": 9}), log=_quiet)
+
+
+def test_search_on_your_own_graph_file(tmp_path):
+    from equislt.data import GraphAtlas
+
+    atlas = GraphAtlas("connected", min_nodes=1, max_nodes=5)
+    graphs = [atlas[i] for i in range(len(atlas))]
+    path = tmp_path / "graphs.pt"
+    torch.save(graphs, path)
+    config = SearchConfig(model="gin", model_kwargs={"hidden_channels": 8, "num_layers": 2}, data="graph_atlas",
+                          data_path=str(path), data_kwargs={"test_fraction": 0.25}, epochs=2, batch_size=16,
+                          progress=False, out=None)
+    searcher = Searcher(config, log=_quiet)
+    assert len(searcher.task.train) + len(searcher.task.test) == len(graphs)
+    assert searcher.task.num_classes == atlas.num_classes
+    result = searcher.run()
+    assert 0.0 <= result["test_accuracy"] <= 1.0
+    torch.save({"not": "graphs"}, tmp_path / "bad.pt")
+    with pytest.raises(ValueError, match="expected a PyG Dataset"):
+        Searcher(SearchConfig(model="gin", data="graph_atlas", data_path=str(tmp_path / "bad.pt"), out=None),
+                 log=_quiet)
 
 
 def test_a_run_killed_with_sigkill_resumes_to_the_uninterrupted_masks(tmp_path):

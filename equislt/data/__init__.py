@@ -3,7 +3,7 @@
 The graph names need torch_geometric and are imported on first use.
 """
 from ._digits import ROTATIONS, SPLITS, RotatedDigits, rotate_images, rotated_digits, rotated_digits_loaders
-from ._idx import IDX_FILES, idx_images, read_idx
+from ._idx import IDX_FILES, idx_images, read_idx, write_idx
 
 _GRAPH_NAMES = ("ATLAS_TASKS", "GraphAtlas", "atlas_label", "dense_graph_batch", "karate_club", "load_graph_dataset",
                 "sbm_node_task", "split_indices", "wl_ambiguous")
@@ -18,6 +18,7 @@ __all__ = [
     "rotate_images",
     "ROTATIONS",
     "SPLITS",
+    "write_idx",
     *_GRAPH_NAMES,
 ]
 

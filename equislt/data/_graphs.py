@@ -196,8 +196,10 @@ def load_graph_dataset(source: Union[str, "torch.utils.data.Dataset", Sequence[D
     if isinstance(source, Data):
         source = [source]
     try:
+        if isinstance(source, dict):
+            raise TypeError("a dict")
         graphs = [source[i] for i in range(len(source))]
-    except TypeError as err:
+    except (TypeError, KeyError, IndexError) as err:
         raise ValueError(f"load_graph_dataset: expected a PyG Dataset, a list of Data or a Data, "
                          f"got {type(source).__name__}") from err
     for i, g in enumerate(graphs):

@@ -17,7 +17,7 @@ from torch.utils.data import TensorDataset
 
 from ._digits import ROTATIONS, SPLITS, _generator, apply_rotations
 
-__all__ = ["read_idx", "idx_images", "IDX_FILES"]
+__all__ = ["read_idx", "write_idx", "idx_images", "IDX_FILES"]
 
 IDX_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
              "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
@@ -42,6 +42,23 @@ def read_idx(path) -> np.ndarray:
         raise ValueError(f"{path}: IDX header says shape {shape} ({expected} bytes) but the file holds "
                          f"{len(data) - header} bytes")
     return np.frombuffer(data, dtype=dtype, offset=header).reshape(shape)
+
+
+def write_idx(path, array) -> Path:
+    """Write ``array`` (integer values in ``[0, 255]``, any shape) as an unsigned-byte IDX file: how to turn your
+    own images and labels into the files :func:`idx_images` reads."""
+    array = np.asarray(array)
+    if array.size and (array.min() < 0 or array.max() > 255):
+        raise ValueError(f"write_idx: values must lie in [0, 255] (unsigned bytes), got [{array.min()}, {array.max()}]")
+    path = Path(path)
+    header = bytes([0, 0, 0x08, array.ndim]) + np.array(array.shape, dtype=">i4").tobytes()
+    payload = header + np.rint(array).astype(np.uint8).tobytes()
+    if path.suffix == ".gz":
+        with gzip.open(path, "wb") as handle:
+            handle.write(payload)
+    else:
+        path.write_bytes(payload)
+    return path
 
 
 def _find(directory: Path, name: str) -> Path:

@@ -29,7 +29,10 @@ class SearchConfig:
         ``model``/``model_kwargs``: a name from :data:`equislt.search.MODELS` (``steerable_cnn``, ``plain_cnn``,
         ``gin``, ``ign``) and its factory arguments (``num_classes``/``in_channels``/``input_size`` are filled in
         from the data set when missing). ``data``/``data_kwargs``: a name from :data:`equislt.search.DATASETS`
-        (``rotated_digits``, ``graph_atlas``). ``data_path``: your own data set (not supported yet: a clear error).
+        (``rotated_digits``, ``graph_atlas``). ``data_path``: your own data of the same kind instead: a directory of
+        MNIST-style IDX files for ``rotated_digits`` (``data_kwargs``: ``rotations``, ``seed``, ``train_limit``,
+        ``test_limit``), a ``torch.save``-d PyG dataset or list of ``Data`` for ``graph_atlas`` (``test_fraction``,
+        ``seed``).
     Mask
         ``sparsity``: fraction pruned (0 ≤ s < 1). ``scope``: ``"layer"`` (top-k per coefficient tensor) or
         ``"global"`` (one threshold over the whole model, recomputed before every forward). ``ramp``: the

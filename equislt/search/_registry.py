@@ -31,6 +31,8 @@ class Task:
         return DataLoader(dataset, **kwargs)
 
     def subset(self, dataset, indices):
+        if isinstance(dataset, list):  # graphs loaded from a user's file
+            return [dataset[i] for i in indices]
         if self.kind == "graph":
             return dataset[torch.as_tensor(indices, dtype=torch.long)]
         return torch.utils.data.Subset(dataset, list(indices))
@@ -75,7 +77,46 @@ def _graph_atlas(task: str = "triangles", min_nodes: int = 1, max_nodes: int = 7
                 {"out_channels": dataset.num_classes, "in_channels": dataset.num_features})
 
 
+def _idx_directory(path: str, rotations: str = "c4", seed: int = 0, train_limit: Optional[int] = None,
+                   test_limit: Optional[int] = None) -> Task:
+    """Your own images: a directory of MNIST-style IDX files (:func:`equislt.data.idx_images`)."""
+    from ..data import idx_images
+
+    train = idx_images(path, "train", rotations=rotations, seed=seed, limit=train_limit)
+    test = idx_images(path, "test", rotations=rotations, seed=seed, limit=test_limit)
+    labels = torch.cat([train.tensors[1], test.tensors[1]])
+    if int(labels.min()) < 0:
+        raise ValueError(f"{path}: labels must be 0, 1, ..., got {int(labels.min())}")
+    return Task(train, test, int(labels.max()) + 1, "image",
+                {"num_classes": int(labels.max()) + 1, "input_size": train.tensors[0].shape[-1], "in_channels": 1})
+
+
+def _graph_file(path: str, test_fraction: float = 0.2, seed: int = 0) -> Task:
+    """Your own graphs: a file written with ``torch.save`` holding a PyG dataset or a list of ``Data``
+    (:func:`equislt.data.load_graph_dataset`), split at random into train and test graphs."""
+    from ..data import load_graph_dataset, split_indices
+
+    graphs = load_graph_dataset(path)
+    widths = {1 if g.x.dim() == 1 else g.x.shape[1] for g in graphs}
+    if len(widths) != 1:
+        raise ValueError(f"{path}: every graph needs the same number of node features, got {sorted(widths)}")
+    labels = torch.cat([g.y.view(-1) for g in graphs])
+    if labels.is_floating_point() or int(labels.min()) < 0 or any(g.y.numel() != 1 for g in graphs):
+        raise ValueError(f"{path}: graph classification needs one integer label 0, 1, ... per graph")
+    for g in graphs:
+        g.x = g.x.view(g.num_nodes, -1).float()
+    if len(graphs) < 2:
+        raise ValueError(f"{path}: {len(graphs)} graph(s); a train/test split needs at least two")
+    train_idx, test_idx = split_indices(len(graphs), (1 - test_fraction, test_fraction), seed=seed)
+    classes = int(labels.max()) + 1
+    return Task([graphs[i] for i in train_idx], [graphs[i] for i in test_idx], classes, "graph",
+                {"out_channels": classes, "in_channels": widths.pop()})
+
+
 DATASETS: Dict[str, Callable[..., Task]] = {"rotated_digits": _rotated_digits, "graph_atlas": _graph_atlas}
+# ``SearchConfig.data_path`` replaces a bundled data set by the user's own data of the same kind
+_DATA_KINDS = {"rotated_digits": "image", "graph_atlas": "graph"}
+FROM_PATH: Dict[str, Callable[..., Task]] = {"image": _idx_directory, "graph": _graph_file}
 
 
 def _steerable(**kw):
@@ -112,12 +153,16 @@ _KINDS = {"steerable_cnn": "image", "plain_cnn": "image", "gin": "graph", "ign":
 
 
 def build_task(name: str, kwargs: Dict[str, Any], data_path: Optional[str] = None) -> Task:
-    if data_path is not None:
-        raise ValueError(f"SearchConfig.data_path={data_path!r}: searching on your own data from a path is not "
-                         "supported yet; use equislt.search.Searcher with your own Task, or one of "
-                         f"{sorted(DATASETS)}")
+    """The :class:`Task` of data set ``name``; with ``data_path``, the user's own data of the same kind instead:
+    a directory of MNIST-style IDX files for image data sets, a ``torch.save``-d PyG dataset for graph ones."""
     if name not in DATASETS:
         raise ValueError(f"SearchConfig.data: unknown data set {name!r}; known: {sorted(DATASETS)}")
+    if data_path is not None:
+        kind = _DATA_KINDS[name]
+        try:
+            return FROM_PATH[kind](str(data_path), **kwargs)
+        except TypeError as err:
+            raise ValueError(f"SearchConfig.data_kwargs with data_path ({kind} data from {data_path}): {err}") from err
     try:
         return DATASETS[name](**kwargs)
     except TypeError as err:
