@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.equislt-installed
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench paper clean
 
 setup: $(STAMP)
 
@@ -19,6 +19,12 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	@for script in benchmarks/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
+
+# the paper reproduction (about 40 minutes on 2 cores), then the README's tables regenerated from its JSON
+paper: $(STAMP)
+	@for script in steerable ign mpnn scaling pensia; do echo "== benchmarks/paper/$$script.py"; \
+		$(PY) benchmarks/paper/$$script.py || exit 1; done
+	$(PY) benchmarks/report.py --write
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

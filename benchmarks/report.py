@@ -1,10 +1,11 @@
 """Markdown tables of the committed benchmark results, for the README.
 
     python benchmarks/report.py            # print the tables
-    python benchmarks/report.py --write    # rewrite the block between the results markers in README.md
+    python benchmarks/report.py --write    # rewrite the generated blocks of README.md
 
-Reads only ``benchmarks/results/*.json``: every number in the README's results block comes from a
-committed JSON written by a committed script (``tests/test_readme.py`` checks that the block is current).
+Reads only ``benchmarks/results/*.json`` (the ``results`` block) and ``benchmarks/paper/results/*.json`` (the
+``paper`` block): every number in the README's generated blocks comes from a committed JSON written by a
+committed script (``tests/test_readme.py`` checks that the blocks are current).
 """
 from __future__ import annotations
 
@@ -14,11 +15,27 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-START, END = "<!-- results:start (python benchmarks/report.py --write) -->", "<!-- results:end -->"
+PAPER = ROOT / "benchmarks" / "paper" / "results"
 
 
-def _load(name):
-    return json.loads((RESULTS / name).read_text())
+def markers(block: str):
+    return f"<!-- {block}:start (python benchmarks/report.py --write) -->", f"<!-- {block}:end -->"
+
+
+START, END = markers("results")
+
+
+def _load(name, folder=RESULTS):
+    return json.loads((folder / name).read_text())
+
+
+def _pm(stat: dict, fmt: str = ".3f") -> str:
+    """``mean ± std`` over seeds (just the value for one seed)."""
+    if stat.get("n", 0) == 0:
+        return "–"
+    if stat["n"] == 1 or stat["std"] == 0:
+        return format(stat["mean"], fmt)
+    return f"{format(stat['mean'], fmt)} ± {format(stat['std'], fmt)}"
 
 
 def subset_sum_table() -> str:
@@ -84,25 +101,164 @@ def ign_table() -> str:
     return text
 
 
+def _constructed_rows(steerable, ign, mpnn):
+    """One row per target family: the default construction (tol 1e-4, widening), over seeds."""
+    rows = []
+    for group, g in steerable["summary"].items():
+        r = next(c for c in g["construction"] if c["key"][1] == "widen")
+        rows.append((f"steerable CNN {group.upper()} {tuple(steerable['settings']['channels'])}", r,
+                     r["max_invariance_error"], "90° rotations" + (" and flips" if group.startswith("d") else "")))
+    for r in ign["summary"]["targets"]:
+        rows.append((r["key"][0], r, r["permutation_invariance_error.ticket"], "node relabellings"))
+    for r in mpnn["summary"]["tickets"]:
+        rows.append((r["key"][0], r, r["permutation_error.ticket"], "node relabellings"))
+    return rows
+
+
+def paper_construction_table() -> str:
+    steerable, ign, mpnn = (_load(f"{n}.json", PAPER) for n in ("steerable", "ign", "mpnn"))
+    seeds = len(steerable["settings"]["seeds"])
+    head = ("| target | target acc. | ticket acc. | agreement (min) | max \\|f − g\\| | ticket equivariance error "
+            "(max) | random | kept | lower bound | construct (s) |")
+    rows = [head, "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, r, eq, action in _constructed_rows(steerable, ign, mpnn):
+        rows.append(f"| {name} | {_pm(r['target_accuracy'])} | {_pm(r['ticket_accuracy'])} | "
+                    f"{r['prediction_agreement']['mean']:.4f} ({r['prediction_agreement']['min']:.4f}) | "
+                    f"{_pm(r['max_output_error'], '.1e')} | {eq['max']:.1e} ({action}) | "
+                    f"{r['counts.random']['mean']:,.0f} | {r['counts.kept']['mean']:,.0f} | "
+                    f"{r['counts.lower_bound']['mean']:,.0f} | {_pm(r['construct_seconds'], '.1f')} |")
+    return (f"Tickets by construction, mean ± std over {seeds} seeds (tol 1e-4 with widening; accuracy on "
+            "held-out data; agreement: the fraction of held-out predictions equal to the target's, mean (min over "
+            "seeds); equivariance error: max over seeds and group elements of the error relative to the largest "
+            "logit, float32; counts: mean):\n\n" + "\n".join(rows))
+
+
+def paper_sweep_table() -> str:
+    steerable = _load("steerable.json", PAPER)
+    groups = steerable["summary"]
+    names = list(groups)
+    ns = [c["key"][0] for c in groups[names[0]]["construction"] if c["key"][1] == "report"]
+    head = "| N | " + " | ".join(f"{g.upper()} ticket acc. | {g.upper()} agreement | {g.upper()} max \\|f − g\\| | "
+                                 f"{g.upper()} certified bound" for g in names) + " |"
+    rows = [head, "|---" * (1 + 4 * len(names)) + "|"]
+    for n in ns:
+        cells = []
+        for g in names:
+            r = next(c for c in groups[g]["construction"] if c["key"] == [n, "report"])
+            cells += [_pm(r["ticket_accuracy"]), _pm(r["prediction_agreement"]), _pm(r["max_output_error"], ".1e"),
+                      f"{r['certified_bound']['mean']:.1e}"]
+        rows.append(f"| {n} | " + " | ".join(cells) + " |")
+    targets = ", ".join(f"{g.upper()} target {_pm(groups[g]['target_accuracy'])}" for g in names)
+    return (f"Steerable CNNs, construction for a sweep of N (summands per pool; policy report, nothing widened; "
+            f"{targets}):\n\n" + "\n".join(rows))
+
+
+def paper_search_table() -> str:
+    steerable, ign, mpnn = (_load(f"{n}.json", PAPER) for n in ("steerable", "ign", "mpnn"))
+    rows = ["| random network | sparsity | searched ticket acc. | ticket equivariance error (max) | "
+            "trained target acc. |", "|---|---|---|---|---|"]
+    st = steerable["settings"]
+    for group, g in steerable["summary"].items():
+        for r in g["search"]:
+            rows.append(f"| steerable CNN {group.upper()} {tuple(st['search_channels'])}, {st['search_epochs']} epochs | "
+                        f"{r['sparsity']['mean']:.2f} | {_pm(r['test_accuracy'])} | "
+                        f"{r['max_invariance_error']['max']:.1e} | {_pm(g['target_accuracy'])} "
+                        f"{tuple(st['channels'])} |")
+    targets = {r["key"][0]: r for r in ign["summary"]["targets"]}
+    for r in ign["summary"]["search"]:
+        rows.append(f"| 2-IGN (hidden {ign['settings']['search_hidden']}), {ign['settings']['search_epochs']} epochs | "
+                    f"{r['sparsity']['mean']:.2f} | {_pm(r['test_accuracy'])} | "
+                    f"{r['permutation_invariance_error']['max']:.1e} | {_pm(targets['2-IGN']['target_accuracy'])} "
+                    f"(hidden {ign['settings']['hidden']}) |")
+    tickets = {r["key"][0]: r for r in mpnn["summary"]["tickets"]}
+    for r in mpnn["summary"]["search"]:
+        name = r["key"][0].replace(" (random, searched)", "")
+        rows.append(f"| {name} (hidden {mpnn['settings']['search_hidden']}), {mpnn['settings']['search_epochs']} "
+                    f"epochs | {r['sparsity']['mean']:.2f} | {_pm(r['test_accuracy'])} | "
+                    f"{r['permutation_error']['max']:.1e} | {_pm(tickets[name]['target_accuracy'])} "
+                    f"(hidden {mpnn['settings']['hidden']}) |")
+    return ("Tickets by supermask search (edge-popup on the basis coefficients of a wider random network; same "
+            "scripts and seeds):\n\n" + "\n".join(rows))
+
+
+def paper_scaling_table() -> str:
+    data = _load("scaling.json", PAPER)
+    rows = ["| random network | slope of ln(median residual) per summand | theory | kept / lower bound at "
+            f"N = {data['settings']['ns'][-1]} |", "|---|---|---|---|"]
+    for name, s in data["summary"].items():
+        rows.append(f"| {name} | {_pm(s['slope_per_N'])} | {s['expected_slope']:.3f} (−ln 2) | "
+                    f"{_pm(s['kept_over_lower_bound_at_max_N'], '.2f')} |")
+    return (f"Scaling (`{data['command']}`, {len(data['settings']['seeds'])} seeds; figure "
+            "`benchmarks/paper/results/scaling.png`):\n\n" + "\n".join(rows))
+
+
+def paper_pensia_table() -> str:
+    data = _load("pensia.json", PAPER)
+    ref, closest, fewest = data["pensia_2020"], data["summary"]["closest"], data["summary"]["fewest"]
+    seeds = len(data["settings"]["seeds"])
+    rows = ["| | Pensia et al. 2020 | equislt, closest subset | equislt, fewest elements within ε |",
+            "|---|---|---|---|",
+            f"| solver | {ref['solver']} | exact meet-in-the-middle, batched | exact, fewest elements |",
+            f"| hardware | {ref['cores']} cores (AWS c5.18xlarge) | {data['machine']['cpus']} CPU cores | same |",
+            f"| Subset-Sum problems (n = {data['n']}, ε = {data['settings']['eps']}) | {ref['weights']:,} | "
+            f"{data['runs'][0]['weights']:,} | same |",
+            f"| wall time | {ref['seconds']:,} s | {_pm(closest['solve_seconds'], '.1f')} s | "
+            f"{_pm(fewest['solve_seconds'], '.1f')} s |",
+            f"| weights within ε | 100% | {100 * closest['frac_within_eps']['min']:.2f}% | "
+            f"{100 * fewest['frac_within_eps']['min']:.2f}% |",
+            f"| max residual | ≤ ε | {closest['max_residual']['max']:.1e} | {fewest['max_residual']['max']:.1e} |",
+            f"| kept / target weights | {ref['kept_over_target']} | {_pm(closest['kept_over_target'], '.2f')} | "
+            f"{_pm(fewest['kept_over_target'], '.2f')} |",
+            f"| accuracy target → approximation | {ref['accuracy']:.4f} → {ref['accuracy']:.4f} (MNIST) | "
+            f"{_pm(closest['target_accuracy'], '.4f')} → {_pm(closest['ticket_accuracy'], '.4f')} (digits) | "
+            f"→ {_pm(fewest['ticket_accuracy'], '.4f')} |",
+            f"| prediction agreement | – | {_pm(closest['prediction_agreement'], '.4f')} | "
+            f"{_pm(fewest['prediction_agreement'], '.4f')} |"]
+    return (f"Pensia et al.'s Experiment 1 replicated (`{data['command']}`, {seeds} seeds; their numbers from their "
+            "repository):\n\n" + "\n".join(rows))
+
+
 def report() -> str:
     return "\n\n".join([subset_sum_table(), construct_table(), search_table(), ign_table()])
+
+
+def paper_runs_table() -> str:
+    rows = ["| script | command | seeds | wall time (s) | load at the end | figure |", "|---|---|---|---|---|---|"]
+    for name in ("steerable", "ign", "mpnn", "scaling", "pensia"):
+        data = _load(f"{name}.json", PAPER)
+        rows.append(f"| `{name}.py` | `{data['command']}` | {len(data['settings']['seeds'])} | "
+                    f"{data['wall_seconds']:.0f} | {data['machine']['loadavg_at_end'][0]:.1f} | "
+                    f"`benchmarks/paper/results/{name}.png` |")
+    return "Runs (our machine: 2 CPU cores):\n\n" + "\n".join(rows)
+
+
+def report_paper() -> str:
+    return "\n\n".join([paper_runs_table(), paper_construction_table(), paper_sweep_table(), paper_search_table(),
+                         paper_scaling_table(), paper_pensia_table()])
+
+
+BLOCKS = {"results": report, "paper": report_paper}
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--write", action="store_true", help="rewrite the results block of README.md")
     args = parser.parse_args()
-    text = report()
-    if not args.write:
-        print(text)
-        return
     readme = ROOT / "README.md"
     content = readme.read_text()
-    if START not in content or END not in content:
-        raise SystemExit("README.md has no results markers")
-    head, rest = content.split(START, 1)
-    _, tail = rest.split(END, 1)
-    readme.write_text(f"{head}{START}\n{text}\n{END}{tail}")
+    for block, make in BLOCKS.items():
+        text = make()
+        if not args.write:
+            print(text, end="\n\n")
+            continue
+        start, end = markers(block)
+        if start not in content or end not in content:
+            raise SystemExit(f"README.md has no {block} markers ({start} ... {end})")
+        head, rest = content.split(start, 1)
+        _, tail = rest.split(end, 1)
+        content = f"{head}{start}\n{text}\n{end}{tail}"
+    if args.write:
+        readme.write_text(content)
 
 
 if __name__ == "__main__":

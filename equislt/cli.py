@@ -94,7 +94,7 @@ def _json_dict(text: str) -> dict:
 # (flag, SearchConfig field, argparse options); every flag defaults to None = "not given": the config file's
 # value (or the SearchConfig default) is used, a given flag overrides it
 _SEARCH_FLAGS = [
-    ("--model", "model", dict(help="registry model: steerable_cnn, plain_cnn, gin, ign")),
+    ("--model", "model", dict(help="registry model: steerable_cnn, plain_cnn, gin, gcn, ign")),
     ("--model-kwargs", "model_kwargs",
      dict(type=_json_dict, help='factory arguments as JSON, e.g. \'{"channels": [8, 16]}\'')),
     ("--data", "data", dict(help="registry data set: rotated_digits, graph_atlas")),

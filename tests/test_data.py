@@ -123,3 +123,29 @@ def test_bad_loader_arguments():
         rotated_digits_loaders(batch_size=0)
     with pytest.raises(ValueError, match="split"):
         rotated_digits_loaders(split="train")
+
+
+def test_write_idx_round_trips_through_read_idx(tmp_path):
+    import numpy as np
+
+    from equislt.data import read_idx, write_idx
+
+    array = np.arange(2 * 3 * 5).reshape(2, 3, 5) % 256
+    for name in ("a-idx3-ubyte", "b-idx3-ubyte.gz"):
+        path = write_idx(tmp_path / name, array)
+        back = read_idx(path)
+        assert back.dtype == np.uint8 and back.shape == (2, 3, 5) and np.array_equal(back, array)
+    with pytest.raises(ValueError, match=r"\[0, 255\]"):
+        write_idx(tmp_path / "c", np.array([-1, 3]))
+
+
+def test_idx_images_are_padded_to_an_odd_side_and_rotated_exactly(tmp_path, idx_digits):
+    from equislt.data import idx_images
+
+    folder = idx_digits(tmp_path / "mine", side=8)
+    plain = idx_images(folder, "train", rotations="none")
+    rotated = idx_images(folder, "train", rotations="c4", seed=3)
+    assert plain.tensors[0].shape == (1200, 1, 9, 9) and float(plain.tensors[0].max()) == 1.0
+    assert torch.equal(plain.tensors[1], rotated.tensors[1])
+    for a, b in zip(plain.tensors[0][:20], rotated.tensors[0][:20]):  # each image is one of its 4 rotations
+        assert any(torch.equal(torch.rot90(a, k, dims=(-2, -1)), b) for k in range(4))

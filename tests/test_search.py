@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch import nn
 
-from equislt.nn import coefficient_layers, supermask
+from equislt.nn import supermask
 from equislt.search import recalibrate_batchnorm, train_scores
 
 

@@ -181,21 +181,39 @@ def test_search_on_your_own_idx_images(tmp_path, idx_digits):
         Searcher(_config(data_path=str(folder), data_kwargs={"size": 9}), log=_quiet)
 
 
-def test_search_on_your_own_graph_file(tmp_path):
+@pytest.mark.parametrize("model", ["gin", "gcn"])
+def test_search_on_your_own_graph_file(tmp_path, model):
+    from torch_geometric.data import Batch
+
     from equislt.data import GraphAtlas
+    from equislt.testing import assert_equivariant, node_permutation_error
 
     atlas = GraphAtlas("connected", min_nodes=1, max_nodes=5)
     graphs = [atlas[i] for i in range(len(atlas))]
     path = tmp_path / "graphs.pt"
     torch.save(graphs, path)
-    config = SearchConfig(model="gin", model_kwargs={"hidden_channels": 8, "num_layers": 2}, data="graph_atlas",
+    config = SearchConfig(model=model, model_kwargs={"hidden_channels": 8, "num_layers": 2}, data="graph_atlas",
                           data_path=str(path), data_kwargs={"test_fraction": 0.25}, epochs=2, batch_size=16,
                           progress=False, out=None)
     searcher = Searcher(config, log=_quiet)
     assert len(searcher.task.train) + len(searcher.task.test) == len(graphs)
     assert searcher.task.num_classes == atlas.num_classes
     result = searcher.run()
-    assert 0.0 <= result["test_accuracy"] <= 1.0
+    assert 0.0 <= result["test_accuracy"] <= 1.0 and 0.45 <= result["sparsity"] <= 0.55
+    batch = Batch.from_data_list(searcher.task.test)
+
+
+    class WholeGraph(torch.nn.Module):  # the test graphs as one union graph: its pooled logits are invariant
+        def __init__(self, network):
+            super().__init__()
+            self.network = network
+
+        def forward(self, x, edge_index):
+            return self.network(x, edge_index, None)
+
+    report = node_permutation_error(WholeGraph(searcher.ticket.network), batch.x.float(), batch.edge_index,
+                                    node_level=False, generator=torch.Generator().manual_seed(0))
+    assert_equivariant(report, atol=1e-5)
     torch.save({"not": "graphs"}, tmp_path / "bad.pt")
     with pytest.raises(ValueError, match="expected a PyG Dataset"):
         Searcher(SearchConfig(model="gin", data="graph_atlas", data_path=str(tmp_path / "bad.pt"), out=None),

@@ -3,6 +3,7 @@ machine info, certificate summaries, batched evaluation, plotting backend."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import sys
@@ -13,6 +14,7 @@ from typing import Optional
 import torch
 
 RESULTS = Path(__file__).resolve().parent / "results"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def setup(threads: int = 2, seed: int = 0) -> None:
@@ -32,7 +34,8 @@ def plt():
 def write_json(name: str, payload: dict, start: float) -> Path:
     """Write ``results/<name>.json`` with the command line, machine and wall time added."""
     RESULTS.mkdir(parents=True, exist_ok=True)
-    payload = {"command": "python " + " ".join([os.path.relpath(sys.argv[0])] + sys.argv[1:]),
+    script = os.path.relpath(os.path.abspath(sys.argv[0]), ROOT)  # as run from the repository root
+    payload = {"command": "python " + " ".join([script] + sys.argv[1:]),
                "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                            "platform": platform.platform(), "torch": torch.__version__,
                            "loadavg_at_end": os.getloadavg()},
@@ -87,6 +90,43 @@ def compare(f: torch.Tensor, g: torch.Tensor, y: Optional[torch.Tensor] = None) 
         out["target_accuracy"] = float((f.argmax(-1) == y).float().mean())
         out["ticket_accuracy"] = float((g.argmax(-1) == y).float().mean())
     return out
+
+
+def _get(row: dict, path: str):
+    for key in path.split("."):
+        row = row[key]
+    return row
+
+
+def stats(values) -> dict:
+    """Mean, standard deviation (n − 1), min and max of the numbers over seeds."""
+    values = [float(v) for v in values if v is not None]
+    if not values:
+        return {"n": 0}
+    mean = sum(values) / len(values)
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
+    return {"n": len(values), "mean": mean, "std": std, "min": min(values), "max": max(values)}
+
+
+def summarize(rows, key, metrics) -> list:
+    """Rows of several seeds grouped by ``key(row)`` (a tuple of settings) → one row per key with
+    :func:`stats` of each metric (dotted paths such as ``"counts.kept"``)."""
+    groups: dict = {}
+    for row in rows:
+        groups.setdefault(key(row), []).append(row)
+    return [{"key": list(k), "seeds": len(rs), **{m: stats(_get(r, m) for r in rs) for m in metrics}}
+            for k, rs in groups.items()]
+
+
+def image_data(directory: Optional[str], seed: int):
+    """Train/test sets: the bundled rotated digits (17×17), or a directory of MNIST-style IDX files."""
+    from equislt.data import idx_images, rotated_digits
+
+    if directory:
+        return (idx_images(directory, "train", rotations="c4", seed=seed),
+                idx_images(directory, "test", rotations="c4", seed=seed), f"{directory} (IDX)")
+    return (rotated_digits("train", size=17, rotations="c4"), rotated_digits("test", size=17, rotations="c4"),
+            "scikit-learn digits, 17x17, rotated by multiples of 90°")
 
 
 class Timer:

@@ -8,9 +8,10 @@ against the mean positive pool size), and compares the kept coefficients with th
 (``target · log2(1/(2ε))`` with ε the max residual, as in the certificate, and with ε the median residual).
 The counting bound (Pensia et al. 2020, Thm 2) bounds the size of the *random* network needed to approximate
 every target within ε; the kept count is shown beside it (it can fall below it).
-Writes ``results/scaling.json`` and ``results/scaling.png``.
+Repeated for each seed (random target and random network); the slopes are summarised as mean ± std.
+Writes ``results/scaling.json`` and ``results/scaling.png`` (the first seed's sweep).
 
-    python benchmarks/paper/scaling.py [--ns 6 8 10 12 14 16 18 20 22] [--channels 4 8]
+    python benchmarks/paper/scaling.py [--seeds 0 1 2] [--ns 6 8 10 12 14 16 18 20 22] [--channels 4 8]
 """
 from __future__ import annotations
 
@@ -22,25 +23,25 @@ import numpy as np
 import torch
 from torch import nn
 
-from _common import RESULTS, Timer, plt, setup, write_json
+from _common import RESULTS, Timer, plt, setup, stats, write_json
 from equislt.construct import construct
 from equislt.data import rotated_digits
 from equislt.models import steerable_cnn
 
 
-def targets(args):
-    torch.manual_seed(args.seed)
+def targets(args, seed):
+    torch.manual_seed(seed)
     c4 = steerable_cnn("c4", channels=tuple(args.channels)).eval()
     x = rotated_digits("test", size=17).tensors[0][:32]
     mlp = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10)).eval()
     return [("c4_steerable", c4, x, True), ("mlp", mlp, torch.randn(64, 64), False)]
 
 
-def sweep(name, target, x, nonneg, args) -> dict:
+def sweep(name, target, x, nonneg, args, seed) -> dict:
     rows = []
     for n in args.ns:
         t0 = time.perf_counter()
-        cert = construct(target, x, tol=args.tol, n=n, policy="report", input_nonnegative=nonneg, seed=args.seed,
+        cert = construct(target, x, tol=args.tol, n=n, policy="report", input_nonnegative=nonneg, seed=seed,
                          progress=False).certificate
         layers = [{"path": c.path, "median": c.coefficient_residual["median"], "max": c.coefficient_residual["max"],
                    "pool_positive_mean": c.pool_positive_mean, "target": c.target_coefficients,
@@ -54,7 +55,7 @@ def sweep(name, target, x, nonneg, args) -> dict:
                      "lower_bound_median_eps": sum(l["target"] * math.log2(1 / (2 * l["median"])) for l in layers),
                      "measured_max_error": cert.measured_max_error, "certified_bound": cert.bound,
                      "seconds": time.perf_counter() - t0})
-        print(f"[{name}] N={n}: median residual {median:.2e}, kept {cert.kept_coefficients}, lower bound "
+        print(f"[{name} seed {seed}] N={n}: median residual {median:.2e}, kept {cert.kept_coefficients}, lower bound "
               f"{cert.lower_bound:.0f}, ({rows[-1]['seconds']:.1f} s)", flush=True)
     ns = np.array(args.ns, dtype=float)
     fit = np.polyfit(ns, np.log([r["median_residual_geomean"] for r in rows]), 1)
@@ -66,7 +67,7 @@ def sweep(name, target, x, nonneg, args) -> dict:
                                     "slope_per_pool_summand": float(np.polyfit(pools, meds, 1)[0])}
     ratio = [r["kept"] / r["lower_bound_max_eps"] for r in rows if r["lower_bound_max_eps"] > 0]
     random_ratio = [r["random"] / r["lower_bound_max_eps"] for r in rows if r["lower_bound_max_eps"] > 0]
-    return {"target": name, "sweep": rows, "slope_per_N": float(fit[0]), "intercept": float(fit[1]),
+    return {"target": name, "seed": seed, "sweep": rows, "slope_per_N": float(fit[0]), "intercept": float(fit[1]),
             "per_layer_slopes": per_layer, "kept_over_lower_bound": ratio, "random_over_lower_bound": random_ratio,
             "expected_slope": -math.log(2)}
 
@@ -102,15 +103,21 @@ def main():
     parser.add_argument("--ns", type=int, nargs="+", default=[6, 8, 10, 12, 14, 16, 18, 20, 22])
     parser.add_argument("--channels", type=int, nargs="+", default=[4, 8])
     parser.add_argument("--tol", type=float, default=1e-6, help="only counted (policy report)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     clock = Timer()
-    setup(args.threads, args.seed)
-    results = [sweep(name, target, x, nonneg, args) for name, target, x, nonneg in targets(args)]
+    setup(args.threads, args.seeds[0])
+    results = [sweep(name, target, x, nonneg, args, seed) for seed in args.seeds
+               for name, target, x, nonneg in targets(args, seed)]
+    names = list(dict.fromkeys(r["target"] for r in results))
+    summary = {name: {"slope_per_N": stats(r["slope_per_N"] for r in results if r["target"] == name),
+                      "kept_over_lower_bound_at_max_N": stats(r["kept_over_lower_bound"][-1] for r in results
+                                                              if r["target"] == name),
+                      "expected_slope": -math.log(2)} for name in names}
     RESULTS.mkdir(parents=True, exist_ok=True)
-    plot(results, RESULTS / "scaling.png")
-    write_json("scaling", {"settings": vars(args), "results": results}, clock.start)
+    plot([r for r in results if r["seed"] == args.seeds[0]], RESULTS / "scaling.png")
+    write_json("scaling", {"settings": vars(args), "summary": summary, "results": results}, clock.start)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,8 @@ from torch import nn
 
 from ..nn._ign import IGNLinear
 
-__all__ = ["IGN", "GraphClassifier", "gin_classifier", "graph_accuracy", "train_graph_model", "count_parameters"]
+__all__ = ["IGN", "GraphClassifier", "gin_classifier", "gcn_classifier", "graph_accuracy", "train_graph_model",
+           "count_parameters"]
 
 
 class IGN(nn.Module):
@@ -70,6 +71,14 @@ def gin_classifier(in_channels: int, hidden_channels: int, out_channels: int, nu
     from torch_geometric.nn.models import GIN
 
     return GraphClassifier(GIN(in_channels, hidden_channels, num_layers), hidden_channels, out_channels)
+
+
+def gcn_classifier(in_channels: int, hidden_channels: int, out_channels: int, num_layers: int = 3) -> GraphClassifier:
+    """``GraphClassifier(torch_geometric.nn.models.GCN(..., bias=False), pool="add")``: every parameter lives in a
+    ``Linear`` submodule (``GCNConv.bias`` would be a conv-level parameter the construction refuses)."""
+    from torch_geometric.nn.models import GCN
+
+    return GraphClassifier(GCN(in_channels, hidden_channels, num_layers, bias=False), hidden_channels, out_channels)
 
 
 def count_parameters(model: nn.Module) -> int:

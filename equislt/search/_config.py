@@ -27,7 +27,7 @@ class SearchConfig:
 
     Model and data
         ``model``/``model_kwargs``: a name from :data:`equislt.search.MODELS` (``steerable_cnn``, ``plain_cnn``,
-        ``gin``, ``ign``) and its factory arguments (``num_classes``/``in_channels``/``input_size`` are filled in
+        ``gin``, ``gcn``, ``ign``) and its factory arguments (``num_classes``/``in_channels``/``input_size`` are filled in
         from the data set when missing). ``data``/``data_kwargs``: a name from :data:`equislt.search.DATASETS`
         (``rotated_digits``, ``graph_atlas``). ``data_path``: your own data of the same kind instead: a directory of
         MNIST-style IDX files for ``rotated_digits`` (``data_kwargs``: ``rotations``, ``seed``, ``train_limit``,

@@ -137,6 +137,12 @@ def _gin(in_channels: int, out_channels: int, hidden_channels: int = 32, num_lay
     return gin_classifier(in_channels, hidden_channels, out_channels, num_layers)
 
 
+def _gcn(in_channels: int, out_channels: int, hidden_channels: int = 32, num_layers: int = 3):
+    from ..models import gcn_classifier
+
+    return gcn_classifier(in_channels, hidden_channels, out_channels, num_layers)
+
+
 def _ign(in_channels: int, out_channels: int, hidden_channels: int = 16, num_layers: int = 2, order: int = 2):
     from ..models import IGN
 
@@ -145,11 +151,12 @@ def _ign(in_channels: int, out_channels: int, hidden_channels: int = 16, num_lay
 
 
 MODELS: Dict[str, Callable[..., nn.Module]] = {"steerable_cnn": _steerable, "plain_cnn": _plain, "gin": _gin,
-                                               "ign": _ign}
+                                               "gcn": _gcn, "ign": _ign}
 _IMAGE_KEYS = {"steerable_cnn": ("num_classes", "input_size", "in_channels"),
                "plain_cnn": ("num_classes", "input_size", "in_channels"),
-               "gin": ("in_channels", "out_channels"), "ign": ("in_channels", "out_channels")}
-_KINDS = {"steerable_cnn": "image", "plain_cnn": "image", "gin": "graph", "ign": "graph"}
+               "gin": ("in_channels", "out_channels"), "gcn": ("in_channels", "out_channels"),
+               "ign": ("in_channels", "out_channels")}
+_KINDS = {"steerable_cnn": "image", "plain_cnn": "image", "gin": "graph", "gcn": "graph", "ign": "graph"}
 
 
 def build_task(name: str, kwargs: Dict[str, Any], data_path: Optional[str] = None) -> Task:
