@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,6 +28,12 @@ START, END = markers("results")
 
 def _load(name, folder=RESULTS):
     return json.loads((folder / name).read_text())
+
+
+def _stats(values) -> dict:
+    """The summary the paper scripts store (``benchmarks/paper/_common.stats``), for the older benchmark JSON."""
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return {"n": len(values), "mean": statistics.fmean(values), "std": std, "min": min(values), "max": max(values)}
 
 
 def _pm(stat: dict, fmt: str = ".3f") -> str:
@@ -93,11 +100,17 @@ def ign_table() -> str:
     text = "IGN layers (`python benchmarks/ign.py --atlas`):\n\n" + "\n".join(rows)
     atlas = data.get("atlas")
     if atlas:
-        rows = ["| model | parameters | held-out accuracy | 1-WL-ambiguous held-out |", "|---|---|---|---|"]
+        seeds = len(next(iter(atlas["results"].values())))
+        rows = ["| model | parameters | held-out accuracy | min over seeds | 1-WL-ambiguous held-out | min over seeds |",
+                "|---|---|---|---|---|---|"]
         for model, runs in atlas["results"].items():
-            r = runs[0]
-            rows.append(f"| {model} | {r['parameters']:,} | {r['test_acc']:.3f} | {r['wl_ambiguous_test_acc']:.2f} |")
-        text += f"\n\nAtlas {atlas['task']}:\n\n" + "\n".join(rows)
+            acc, hard = (_stats([r[key] for r in runs]) for key in ("test_acc", "wl_ambiguous_test_acc"))
+            rows.append(f"| {model} | {runs[0]['parameters']:,} | {_pm(acc)} | {acc['min']:.3f} | {_pm(hard, '.2f')} | "
+                        f"{hard['min']:.2f} |")
+        hard_graphs = sorted({r["wl_ambiguous_test_graphs"] for runs in atlas["results"].values() for r in runs})
+        text += (f"\n\nAtlas {atlas['task']}, {seeds} seed{'s' if seeds > 1 else ''} (mean ± std; the seed also "
+                 f"draws the 80/20 split, with {'–'.join(str(n) for n in hard_graphs[::max(len(hard_graphs) - 1, 1)])} "
+                 "1-WL-ambiguous held-out graphs):\n\n" + "\n".join(rows))
     return text
 
 
@@ -157,26 +170,24 @@ def paper_search_table() -> str:
     steerable, ign, mpnn = (_load(f"{n}.json", PAPER) for n in ("steerable", "ign", "mpnn"))
     rows = ["| random network | sparsity | searched ticket acc. | ticket equivariance error (max) | "
             "trained target acc. |", "|---|---|---|---|---|"]
-    st = steerable["settings"]
+
+    def row(network, r, error, target, target_size):
+        rows.append(f"| {network} | {r['sparsity']['mean']:.2f} | {_pm(r['test_accuracy'])} | {r[error]['max']:.1e} | "
+                    f"{_pm(target['target_accuracy'])} ({target_size}) |")
+
+    st, si, sm = steerable["settings"], ign["settings"], mpnn["settings"]
     for group, g in steerable["summary"].items():
         for r in g["search"]:
-            rows.append(f"| steerable CNN {group.upper()} {tuple(st['search_channels'])}, {st['search_epochs']} epochs | "
-                        f"{r['sparsity']['mean']:.2f} | {_pm(r['test_accuracy'])} | "
-                        f"{r['max_invariance_error']['max']:.1e} | {_pm(g['target_accuracy'])} "
-                        f"{tuple(st['channels'])} |")
-    targets = {r["key"][0]: r for r in ign["summary"]["targets"]}
+            row(f"steerable CNN {group.upper()} {tuple(st['search_channels'])}, {st['search_epochs']} epochs", r,
+                "max_invariance_error", g, f"channels {tuple(st['channels'])}")
+    targets = {r["key"][0]: r for r in ign["summary"]["targets"] + mpnn["summary"]["tickets"]}
     for r in ign["summary"]["search"]:
-        rows.append(f"| 2-IGN (hidden {ign['settings']['search_hidden']}), {ign['settings']['search_epochs']} epochs | "
-                    f"{r['sparsity']['mean']:.2f} | {_pm(r['test_accuracy'])} | "
-                    f"{r['permutation_invariance_error']['max']:.1e} | {_pm(targets['2-IGN']['target_accuracy'])} "
-                    f"(hidden {ign['settings']['hidden']}) |")
-    tickets = {r["key"][0]: r for r in mpnn["summary"]["tickets"]}
+        row(f"2-IGN (hidden {si['search_hidden']}), {si['search_epochs']} epochs", r, "permutation_invariance_error",
+            targets["2-IGN"], f"hidden {si['hidden']}")
     for r in mpnn["summary"]["search"]:
         name = r["key"][0].replace(" (random, searched)", "")
-        rows.append(f"| {name} (hidden {mpnn['settings']['search_hidden']}), {mpnn['settings']['search_epochs']} "
-                    f"epochs | {r['sparsity']['mean']:.2f} | {_pm(r['test_accuracy'])} | "
-                    f"{r['permutation_error']['max']:.1e} | {_pm(tickets[name]['target_accuracy'])} "
-                    f"(hidden {mpnn['settings']['hidden']}) |")
+        row(f"{name} (hidden {sm['search_hidden']}), {sm['search_epochs']} epochs", r, "permutation_error",
+            targets[name], f"hidden {sm['hidden']}")
     return ("Tickets by supermask search (edge-popup on the basis coefficients of a wider random network; same "
             "scripts and seeds):\n\n" + "\n".join(rows))
 

@@ -1,11 +1,12 @@
 """Shared helpers of the paper-reproduction scripts (Ferbach et al., ICLR 2023): results folder, JSON with
-machine info, certificate summaries, batched evaluation, plotting backend."""
+machine info, certificate summaries, batched evaluation, statistics over seeds, image data (bundled or IDX),
+plotting backend."""
 from __future__ import annotations
 
 import json
-import math
 import os
 import platform
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -103,9 +104,8 @@ def stats(values) -> dict:
     values = [float(v) for v in values if v is not None]
     if not values:
         return {"n": 0}
-    mean = sum(values) / len(values)
-    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
-    return {"n": len(values), "mean": mean, "std": std, "min": min(values), "max": max(values)}
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return {"n": len(values), "mean": statistics.fmean(values), "std": std, "min": min(values), "max": max(values)}
 
 
 def summarize(rows, key, metrics) -> list:
