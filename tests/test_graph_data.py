@@ -100,6 +100,9 @@ def test_user_dataset_loader(tmp_path):
         load_graph_dataset([Data(x=torch.ones(2, 1), edge_index=torch.zeros(2, 0, dtype=torch.long))])
     with pytest.raises(ValueError, match="only 2 nodes"):
         load_graph_dataset(Data(x=torch.ones(2, 1), edge_index=torch.tensor([[0], [5]]), y=torch.tensor([0])))
+    for wrong in ({"graphs": graphs}, 3):
+        with pytest.raises(ValueError, match="expected a PyG Dataset"):
+            load_graph_dataset(wrong)
 
 
 def test_ign_learns_an_atlas_task():

@@ -195,13 +195,10 @@ def load_graph_dataset(source: Union[str, "torch.utils.data.Dataset", Sequence[D
         source = torch.load(source, weights_only=False)
     if isinstance(source, Data):
         source = [source]
-    try:
-        if isinstance(source, dict):
-            raise TypeError("a dict")
-        graphs = [source[i] for i in range(len(source))]
-    except (TypeError, KeyError, IndexError) as err:
+    if isinstance(source, dict) or not (hasattr(source, "__len__") and hasattr(source, "__getitem__")):
         raise ValueError(f"load_graph_dataset: expected a PyG Dataset, a list of Data or a Data, "
-                         f"got {type(source).__name__}") from err
+                         f"got {type(source).__name__}")
+    graphs = [source[i] for i in range(len(source))]
     for i, g in enumerate(graphs):
         missing = [a for a in ("x", "edge_index", "y") if getattr(g, a, None) is None]
         if not isinstance(g, Data) or missing:
