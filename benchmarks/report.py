@@ -146,7 +146,7 @@ def paper_construction_table() -> str:
             "logit, float32; counts: mean):\n\n" + "\n".join(rows))
 
 
-def paper_sweep_table() -> str:
+def paper_steerable_sweep_table() -> str:
     steerable = _load("steerable.json", PAPER)
     groups = steerable["summary"]
     names = list(groups)
@@ -164,6 +164,28 @@ def paper_sweep_table() -> str:
     targets = ", ".join(f"{g.upper()} target {_pm(groups[g]['target_accuracy'])}" for g in names)
     return (f"Steerable CNNs, construction for a sweep of N (summands per pool; policy report, nothing widened; "
             f"{targets}):\n\n" + "\n".join(rows))
+
+
+def paper_agreement_sweep_table() -> str:
+    steerable, ign, mpnn = (_load(f"{n}.json", PAPER) for n in ("steerable", "ign", "mpnn"))
+    ns = sorted(set(ign["settings"]["ns"]) | set(mpnn["settings"]["ns"]))
+    rows = ["| target | " + " | ".join(f"N = {n}" for n in ns) + " | default (tol 1e-4, widening) |",
+            "|---" * (len(ns) + 2) + "|"]
+    for group, g in steerable["summary"].items():
+        by_n = {c["key"][0]: c for c in g["construction"] if c["key"][1] == "report"}
+        widen = next(c for c in g["construction"] if c["key"][1] == "widen")
+        rows.append(f"| steerable CNN {group.upper()} | " + " | ".join(
+            _pm(by_n[n]["prediction_agreement"]) if n in by_n else "–" for n in ns)
+            + f" | {_pm(widen['prediction_agreement'])} (N = {widen['key'][0]}) |")
+    for data, targets in ((ign, ign["summary"]["targets"]), (mpnn, mpnn["summary"]["tickets"])):
+        sweep = {tuple(r["key"]): r for r in data["summary"]["sweep"]}
+        for t in targets:
+            name = t["key"][0]
+            rows.append(f"| {name} | " + " | ".join(
+                _pm(sweep[(name, n)]["prediction_agreement"]) if (name, n) in sweep else "–" for n in ns)
+                + f" | {_pm(t['prediction_agreement'])} |")
+    return ("Prediction agreement of the constructed ticket with its target against N, the summands per Subset-Sum "
+            "pool (policy report: nothing widened; mean ± std over the seeds):\n\n" + "\n".join(rows))
 
 
 def paper_search_table() -> str:
@@ -244,7 +266,8 @@ def paper_runs_table() -> str:
 
 
 def report_paper() -> str:
-    return "\n\n".join([paper_runs_table(), paper_construction_table(), paper_sweep_table(), paper_search_table(),
+    return "\n\n".join([paper_runs_table(), paper_construction_table(), paper_agreement_sweep_table(),
+                         paper_steerable_sweep_table(), paper_search_table(),
                          paper_scaling_table(), paper_pensia_table()])
 
 

@@ -69,6 +69,17 @@ def certificate_summary(cert) -> dict:
     }
 
 
+def sweep_row(n: int, cert, f: torch.Tensor, g: torch.Tensor, y: torch.Tensor) -> dict:
+    """One point of a construction sweep over N (policy "report": nothing widened): the pruned random network's
+    logits ``g`` against the target's ``f`` on held-out data, and the certificate's counts."""
+    return {"N": n, **compare(f, g, y), "certified_bound": cert.bound, "rows_over_tol": cert.rows_over_tol,
+            "kept": cert.kept_coefficients, "random": cert.random_coefficients, "lower_bound": cert.lower_bound}
+
+
+SWEEP_METRICS = ("ticket_accuracy", "prediction_agreement", "max_output_error", "certified_bound", "kept", "random",
+                 "lower_bound")
+
+
 @torch.no_grad()
 def batched(model, x: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
     """Eval-mode outputs of an image model in batches (the random networks are wide)."""

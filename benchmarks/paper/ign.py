@@ -4,16 +4,16 @@ A 2-IGN and a small 3-IGN target are trained briefly on a GraphAtlas task (padde
 features on the diagonal; the same 80/20 split as ``equislt.search``'s ``graph_atlas``; the settings of
 ``benchmarks/ign.py --atlas``: x = 1, batch 32, 100 epochs, 2-IGN 16 x 2 layers, 3-IGN 8 x 2 layers, Adam at lr 3e-3,
 1e-3 for the 3-IGN, whose training collapses to a constant prediction for some seeds at 3e-3); tickets by
-construction (``tol=1e-4``, policy "widen"): held-out accuracy of the pruned random network, agreement with the
-target, max output error, certified bound (valid for graphs of at most the traced size), counts, invariance
-error under node relabellings; supermask-search tickets of a wider random 2-IGN at a few sparsities, with the
-same invariance check. Repeated for each seed (target initialisation and data order, random network, search),
+construction (``tol=1e-4``, policy "widen", and a sweep of N with policy "report"): held-out accuracy of the pruned
+random network, agreement with the target, max output error, certified bound (valid for graphs of at most the
+traced size), counts, invariance error under node relabellings; supermask-search tickets of a wider random 2-IGN
+at a few sparsities, with the same invariance check. Repeated for each seed (target initialisation and data order, random network, search),
 summarised as mean ± std. ``--data FILE`` replaces the atlas by your own graphs: a ``torch.save``-d PyG dataset
 or list of ``Data`` (graph classification; ``--task``/``--features`` then do not apply).
 Writes ``results/ign.json`` and ``results/ign.png``.
 
     python benchmarks/paper/ign.py [--seeds 0 1 2] [--task triangles] [--features ones] [--epochs 100]
-        [--tol 1e-4] [--search-sparsities 0.3 0.5] [--search-epochs 60] [--no-3ign] [--data FILE]
+        [--tol 1e-4] [--ns 8 12 16] [--search-sparsities 0.3 0.5] [--search-epochs 60] [--no-3ign] [--data FILE]
 """
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ import time
 
 import torch
 
-from _common import RESULTS, Timer, certificate_summary, compare, plt, setup, stats, summarize, write_json
+from _common import (RESULTS, SWEEP_METRICS, Timer, certificate_summary, compare, plt, setup, stats, summarize,
+                     sweep_row, write_json)
 from equislt.construct import construct
 from equislt.data import dense_graph_batch
 from equislt.models import IGN, count_parameters, train_graph_model
@@ -87,11 +88,17 @@ def run_target(name, order, hidden, layers, lr, args, data, seed) -> dict:
            "max_test_error_within_bound": (float((f - g).abs().max()) <= ticket.certificate.bound)
            if ticket.certificate.bound is not None else None,
            "permutation_invariance_error": {"ticket": invariance(ticket.network, xt, mt, args.equiv_graphs, seed),
-                                            "target": invariance(target, xt, mt, args.equiv_graphs, seed)}}
+                                            "target": invariance(target, xt, mt, args.equiv_graphs, seed)},
+           "sweep": []}
+    for n in args.ns:
+        swept = construct(target, (x_train[: args.trace], m_train[: args.trace]), tol=args.tol, n=n, policy="report",
+                          seed=seed, input_radius=radius, progress=False)
+        row["sweep"].append(sweep_row(n, swept.certificate, f, logits(swept.network, xt, mt), yt))
     print(f"[{name} seed {seed}] target acc {row['target_accuracy']:.3f}, ticket acc {row['ticket_accuracy']:.3f}, "
           f"agree {row['prediction_agreement']:.3f}, max err {row['max_output_error']:.2e}, bound "
           f"{row['certified_bound']}, kept {row['counts']['kept']}/{row['counts']['random']} "
-          f"({construct_seconds:.1f} s)", flush=True)
+          f"({construct_seconds:.1f} s); agreement for N = {args.ns}: "
+          f"{[round(r['prediction_agreement'], 3) for r in row['sweep']]}", flush=True)
     return row
 
 
@@ -168,6 +175,7 @@ def main():
     parser.add_argument("--layers-3ign", type=int, default=2)
     parser.add_argument("--no-3ign", action="store_true")
     parser.add_argument("--tol", type=float, default=1e-4)
+    parser.add_argument("--ns", type=int, nargs="*", default=[8, 12, 16], help="construction sweep over N")
     parser.add_argument("--trace", type=int, default=128)
     parser.add_argument("--equiv-graphs", type=int, default=64)
     parser.add_argument("--search-sparsities", type=float, nargs="*", default=[0.3, 0.5])
@@ -187,6 +195,8 @@ def main():
             targets.append(run_target("3-IGN", 3, args.hidden_3ign, args.layers_3ign, args.lr_3ign, args, data, seed))
         search += run_search_tickets(args, data, seed)
     summary = {"targets": summarize(targets, lambda r: (r["model"],), TARGET_METRICS),
+               "sweep": summarize([{"model": t["model"], **r} for t in targets for r in t["sweep"]],
+                                  lambda r: (r["model"], r["N"]), SWEEP_METRICS),
                "search": summarize(search, lambda r: (r["sparsity_requested"],), SEARCH_METRICS),
                "min_agreement": stats(r["prediction_agreement"] for r in targets)["min"]}
     RESULTS.mkdir(parents=True, exist_ok=True)

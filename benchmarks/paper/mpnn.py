@@ -2,7 +2,8 @@
 
 Targets: GIN and GCN(bias=False) graph classifiers (sum pooling + Linear head) on GraphAtlas tasks, and GIN /
 GCN(bias=False) node classifiers on KarateClub (one labelled node per class). Tickets by construction
-(``tol=1e-4``, policy "widen"): held-out accuracy of the pruned random network, agreement, max output error,
+(``tol=1e-4``, policy "widen", and a sweep of N with policy "report"): held-out accuracy of the pruned random
+network, agreement, max output error,
 counts, node-permutation error (invariance for graph-level, equivariance for node-level outputs). The certified
 bound is unavailable for PyG targets (the aggregations are glue the certificate cannot follow); it is recorded
 as such. Tickets by supermask search: random GIN / GCN graph classifiers (wider) at a few sparsities on each
@@ -11,7 +12,8 @@ replaces the atlas tasks by your own graphs (a ``torch.save``-d PyG dataset or l
 classification). Writes ``results/mpnn.json`` and ``results/mpnn.png``.
 
     python benchmarks/paper/mpnn.py [--seeds 0 1 2] [--tasks connected,triangles] [--hidden 32] [--epochs 100]
-        [--tol 1e-4] [--search-sparsities 0.5] [--search-hidden 64] [--search-epochs 30] [--data FILE]
+        [--tol 1e-4] [--ns 8 12 16] [--search-sparsities 0.5 0.7] [--search-hidden 64] [--search-epochs 30]
+        [--data FILE]
 """
 from __future__ import annotations
 
@@ -21,7 +23,8 @@ import time
 import torch
 from torch import nn
 
-from _common import RESULTS, Timer, certificate_summary, compare, plt, setup, stats, summarize, write_json
+from _common import (RESULTS, SWEEP_METRICS, Timer, certificate_summary, compare, plt, setup, stats, summarize,
+                     sweep_row, write_json)
 from equislt.construct import construct
 from equislt.data import karate_club
 from equislt.models import GraphClassifier, count_parameters, train_graph_model
@@ -67,11 +70,17 @@ def ticket_row(name, target, inputs, y, eval_mask, args, train_seconds, seed) ->
            "construct_seconds": seconds, **compare(f[eval_mask], g[eval_mask], y[eval_mask]),
            **certificate_summary(ticket.certificate),
            "permutation_error": {"ticket": permutation_error(ticket.network, *inputs, seed=seed),
-                                 "target": permutation_error(target, *inputs, seed=seed)}}
+                                 "target": permutation_error(target, *inputs, seed=seed)}, "sweep": []}
+    for n in args.ns:
+        swept = construct(target, inputs, tol=args.tol, n=n, policy="report", seed=seed, progress=False)
+        with torch.no_grad():
+            g = swept.network.eval()(*inputs)
+        row["sweep"].append(sweep_row(n, swept.certificate, f[eval_mask], g[eval_mask], y[eval_mask]))
     print(f"[{name} seed {seed}] target acc {row['target_accuracy']:.3f}, ticket acc {row['ticket_accuracy']:.3f}, agree "
           f"{row['prediction_agreement']:.3f}, max err {row['max_output_error']:.2e}, kept "
           f"{row['counts']['kept']}/{row['counts']['random']} (target {row['counts']['target']}), perm err "
-          f"{row['permutation_error']['ticket']:.1e} ({seconds:.1f} s)", flush=True)
+          f"{row['permutation_error']['ticket']:.1e} ({seconds:.1f} s); agreement for N = {args.ns}: "
+          f"{[round(r['prediction_agreement'], 3) for r in row['sweep']]}", flush=True)
     return row
 
 
@@ -197,7 +206,8 @@ def main():
     parser.add_argument("--karate-epochs", type=int, default=200)
     parser.add_argument("--no-karate", action="store_true")
     parser.add_argument("--tol", type=float, default=1e-4)
-    parser.add_argument("--search-sparsities", type=float, nargs="*", default=[0.5])
+    parser.add_argument("--ns", type=int, nargs="*", default=[8, 12, 16], help="construction sweep over N")
+    parser.add_argument("--search-sparsities", type=float, nargs="*", default=[0.5, 0.7])
     parser.add_argument("--search-hidden", type=int, default=64)
     parser.add_argument("--search-epochs", type=int, default=30)
     parser.add_argument("--search-lr", type=float, default=0.01)
@@ -215,6 +225,8 @@ def main():
         if not args.no_karate:
             tickets += karate_rows(args, seed)
     summary = {"tickets": summarize(tickets, lambda r: (r["model"],), TICKET_METRICS),
+               "sweep": summarize([{"model": t["model"], **r} for t in tickets for r in t["sweep"]],
+                                  lambda r: (r["model"], r["N"]), SWEEP_METRICS),
                "search": summarize(search, lambda r: (r["model"], r["sparsity_requested"]), SEARCH_METRICS),
                "min_agreement": stats(r["prediction_agreement"] for r in tickets)["min"]}
     RESULTS.mkdir(parents=True, exist_ok=True)
