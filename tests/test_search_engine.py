@@ -202,7 +202,6 @@ def test_search_on_your_own_graph_file(tmp_path, model):
     assert 0.0 <= result["test_accuracy"] <= 1.0 and 0.45 <= result["sparsity"] <= 0.55
     batch = Batch.from_data_list(searcher.task.test)
 
-
     class WholeGraph(torch.nn.Module):  # the test graphs as one union graph: its pooled logits are invariant
         def __init__(self, network):
             super().__init__()

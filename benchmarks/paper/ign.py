@@ -1,16 +1,16 @@
 """Ferbach et al. (ICLR 2023), family 2: strong lottery tickets in k-IGNs (Maron et al. 2019) on atlas graphs.
 
 A 2-IGN and a small 3-IGN target are trained briefly on a GraphAtlas task (padded dense batches: adjacency + node
-features on the diagonal; the same 80/20 split as ``equislt.search``'s ``graph_atlas``; the settings of
-``benchmarks/ign.py --atlas``: x = 1, batch 32, 100 epochs, 2-IGN 16 x 2 layers, 3-IGN 8 x 2 layers, Adam at lr 3e-3,
-1e-3 for the 3-IGN, whose training collapses to a constant prediction for some seeds at 3e-3); tickets by
-construction (``tol=1e-4``, policy "widen", and a sweep of N with policy "report"): held-out accuracy of the pruned
-random network, agreement with the target, max output error, certified bound (valid for graphs of at most the
-traced size), counts, invariance error under node relabellings; supermask-search tickets of a wider random 2-IGN
-at a few sparsities, with the same invariance check. Repeated for each seed (target initialisation and data order, random network, search),
-summarised as mean ± std. ``--data FILE`` replaces the atlas by your own graphs: a ``torch.save``-d PyG dataset
-or list of ``Data`` (graph classification; ``--task``/``--features`` then do not apply).
-Writes ``results/ign.json`` and ``results/ign.png``.
+features on the diagonal; the same 80/20 split as ``equislt.search``'s ``graph_atlas``; x = 1, batch 32, 100
+epochs, 2-IGN 16 x 2 layers, 3-IGN 8 x 2 layers as in ``benchmarks/ign.py --atlas``; Adam at lr 3e-3, but 1e-3 for
+the 3-IGN, whose training collapses to a constant prediction for some seeds at 3e-3). Tickets by construction
+(``tol=1e-4``, policy "widen", and a sweep of N with policy "report"): held-out accuracy of the pruned random
+network, agreement with the target, max output error, certified bound (valid for graphs of at most the traced
+size), counts, invariance error under node relabellings. Supermask-search tickets of a wider random 2-IGN at a few
+sparsities, with the same invariance check. Repeated for each seed (target initialisation and data order, random
+network, search), summarised as mean ± std. ``--data FILE`` replaces the atlas by your own graphs: a
+``torch.save``-d PyG dataset or list of ``Data`` (graph classification; ``--task``/``--features`` then do not
+apply). Writes ``results/ign.json`` and ``results/ign.png``.
 
     python benchmarks/paper/ign.py [--seeds 0 1 2] [--task triangles] [--features ones] [--epochs 100]
         [--tol 1e-4] [--ns 8 12 16] [--search-sparsities 0.3 0.5] [--search-epochs 60] [--no-3ign] [--data FILE]
