@@ -97,8 +97,12 @@ def ign_table() -> str:
         dense = r["dense"]
         ref = f"{dense['time_ms']:.1f} ms" if "time_ms" in dense else f"skipped: {dense['skipped']}"
         rows.append(f"| {r['layer']} | {r['n']} | {r['ign']['time_ms']:.1f} | {ref} |")
-    text = "IGN layers (`python benchmarks/ign.py --atlas`):\n\n" + "\n".join(rows)
     atlas = data.get("atlas")
+    command = "python benchmarks/ign.py"
+    if atlas:
+        seeds = sorted({r["seed"] for runs in atlas["results"].values() for r in runs})
+        command += " --atlas" + (f" --seeds {' '.join(map(str, seeds))}" if seeds != [0] else "")
+    text = f"IGN layers (`{command}`):\n\n" + "\n".join(rows)
     if atlas:
         seeds = len(next(iter(atlas["results"].values())))
         rows = ["| model | parameters | held-out accuracy | min over seeds | 1-WL-ambiguous held-out | min over seeds |",
