@@ -18,6 +18,19 @@ RESULTS = Path(__file__).resolve().parent / "results"
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def run_arguments(parser) -> None:
+    """``--seeds`` (each repeats the whole experiment) and ``--threads``, shared by every paper script."""
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--threads", type=int, default=2)
+
+
+def search_arguments(parser, sparsities, epochs: int, lr: float) -> None:
+    """The supermask-search settings shared by the family scripts (their defaults differ per family)."""
+    parser.add_argument("--search-sparsities", type=float, nargs="*", default=list(sparsities))
+    parser.add_argument("--search-epochs", type=int, default=epochs)
+    parser.add_argument("--search-lr", type=float, default=lr)
+
+
 def setup(threads: int = 2, seed: int = 0) -> None:
     torch.set_num_threads(threads)
     torch.manual_seed(seed)

@@ -23,8 +23,8 @@ import time
 import torch
 from torch import nn
 
-from _common import (RESULTS, SWEEP_METRICS, Timer, certificate_summary, compare, plt, setup, stats, summarize,
-                     sweep_row, write_json)
+from _common import (RESULTS, SWEEP_METRICS, Timer, certificate_summary, compare, plt, run_arguments,
+                     search_arguments, setup, stats, summarize, sweep_row, write_json)
 from equislt.construct import construct
 from equislt.data import karate_club
 from equislt.models import GraphClassifier, count_parameters, train_graph_model
@@ -207,12 +207,9 @@ def main():
     parser.add_argument("--no-karate", action="store_true")
     parser.add_argument("--tol", type=float, default=1e-4)
     parser.add_argument("--ns", type=int, nargs="*", default=[8, 12, 16], help="construction sweep over N")
-    parser.add_argument("--search-sparsities", type=float, nargs="*", default=[0.5, 0.7])
     parser.add_argument("--search-hidden", type=int, default=64)
-    parser.add_argument("--search-epochs", type=int, default=30)
-    parser.add_argument("--search-lr", type=float, default=0.01)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--threads", type=int, default=2)
+    search_arguments(parser, sparsities=(0.5, 0.7), epochs=30, lr=0.01)
+    run_arguments(parser)
     args = parser.parse_args()
     clock = Timer()
     setup(args.threads, args.seeds[0])

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from _common import RESULTS, Timer, compare, plt, setup, stats, write_json
+from _common import RESULTS, Timer, compare, plt, run_arguments, setup, stats, write_json
 from equislt.models import train_classifier
 from equislt.subsetsum import solve
 
@@ -122,9 +122,8 @@ def main():
     parser.add_argument("--eps", type=float, default=0.01)
     parser.add_argument("--c", type=int, default=3, help="n = c * round(log2(1/eps))")
     parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--data", default=None, help="a directory of MNIST's IDX files (28x28)")
-    parser.add_argument("--threads", type=int, default=2)
+    run_arguments(parser)
     args = parser.parse_args()
     clock = Timer()
     setup(args.threads, args.seeds[0])

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from _common import RESULTS, Timer, plt, setup, stats, write_json
+from _common import RESULTS, Timer, plt, run_arguments, setup, stats, write_json
 from equislt.construct import construct
 from equislt.data import rotated_digits
 from equislt.models import steerable_cnn
@@ -103,8 +103,7 @@ def main():
     parser.add_argument("--ns", type=int, nargs="+", default=[6, 8, 10, 12, 14, 16, 18, 20, 22])
     parser.add_argument("--channels", type=int, nargs="+", default=[4, 8])
     parser.add_argument("--tol", type=float, default=1e-6, help="only counted (policy report)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--threads", type=int, default=2)
+    run_arguments(parser)
     args = parser.parse_args()
     clock = Timer()
     setup(args.threads, args.seeds[0])

@@ -21,8 +21,8 @@ import time
 
 import torch
 
-from _common import (RESULTS, Timer, batched, certificate_summary, compare, image_data, plt, setup, summarize,
-                     write_json)
+from _common import (RESULTS, Timer, batched, certificate_summary, compare, image_data, plt, run_arguments,
+                     search_arguments, setup, summarize, write_json)
 from equislt.construct import construct, default_n
 from equislt.models import steerable_cnn, train_classifier
 from equislt.search import SearchConfig, Searcher
@@ -197,14 +197,11 @@ def main():
     parser.add_argument("--tol", type=float, default=1e-4)
     parser.add_argument("--trace", type=int, default=96, help="held-out images traced by the construction")
     parser.add_argument("--equiv-images", type=int, default=32)
-    parser.add_argument("--search-sparsities", type=float, nargs="*", default=[0.5, 0.7])
     parser.add_argument("--search-channels", type=int, nargs="+", default=[16, 32])
-    parser.add_argument("--search-epochs", type=int, default=10)
-    parser.add_argument("--search-lr", type=float, default=0.05)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--data", default=None, help="a directory of MNIST-style IDX files instead of the digits")
-    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--plot-only", action="store_true", help="redraw the PNG from results/steerable.json")
+    search_arguments(parser, sparsities=(0.5, 0.7), epochs=10, lr=0.05)
+    run_arguments(parser)
     args = parser.parse_args()
     if args.plot_only:
         plot(json.loads((RESULTS / "steerable.json").read_text())["summary"], RESULTS / "steerable.png")
