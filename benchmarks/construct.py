@@ -94,8 +94,8 @@ def run(name, tol, n, policy="widen"):
         "counts": {"target": cert.target_coefficients, "random": cert.random_coefficients,
                    "kept": cert.kept_coefficients, "lower_bound": cert.lower_bound,
                    "subset_sum_problems": sum(layer.n_problems for layer in cert.layers)},
-        "layers": [{"path": layer.path, "N": layer.n // 2, "widened_fields": layer.widened_fields,
-                    "extra_copies": layer.width_added,
+        "layers": [{"path": layer.path, "N": layer.n, "widened_fields": layer.widened_fields,
+                    "extra_copies": layer.copies_added,
                     "problems": layer.n_problems, "residual": layer.coefficient_residual,
                     "rows_over_tol": layer.rows_over_tol} for layer in cert.layers],
     }

@@ -49,7 +49,7 @@ def _loadavg() -> list[float] | None:
         return None
 
 
-def _numba_compile() -> dict[str, object] | None:
+def _numba_compile() -> dict[str, object]:
     """JIT compile time of the numba kernel, kept out of every timed solve.
 
     ``cold_s``: first call in a fresh interpreter whose ``NUMBA_CACHE_DIR`` is an
@@ -57,8 +57,6 @@ def _numba_compile() -> dict[str, object] | None:
     ``cached_s``: first call in this process (loads the on-disk cache, or
     compiles and writes it when there is none yet).
     """
-    if _mitm._numba_module() is None:
-        return None
     from equislt.subsetsum import _numba
 
     code = "from equislt.subsetsum import _numba; print(_numba.warm_up())"

@@ -4,7 +4,8 @@ from __future__ import annotations
 import sys
 from types import ModuleType
 
-__all__ = ["import_escnn", "escnn_loaded", "is_geometric", "tensor_of"]
+__all__ = ["check_materialised", "escnn_loaded", "import_escnn", "is_geometric", "pyg_linear_class", "pyg_loaded",
+           "tensor_of"]
 
 
 def escnn_loaded() -> bool:
@@ -46,3 +47,26 @@ def is_geometric(x) -> bool:
 def tensor_of(x):
     """The plain tensor of ``x``: ``x.tensor`` for a ``GeometricTensor``, ``x`` itself otherwise."""
     return x.tensor if is_geometric(x) else x
+
+
+def pyg_loaded() -> bool:
+    """True if torch_geometric was imported by someone (then its layers may appear in a model)."""
+    return "torch_geometric" in sys.modules
+
+
+def pyg_linear_class():
+    """PyG's ``torch_geometric.nn.dense.linear.Linear`` if torch_geometric is loaded, else ``None``."""
+    if not pyg_loaded():
+        return None
+    from torch_geometric.nn.dense.linear import Linear
+
+    return Linear
+
+
+def check_materialised(linear, where: str) -> None:
+    """Raise a clear error for a lazy PyG ``Linear(in_channels=-1)`` whose weights do not exist yet."""
+    from torch import nn
+
+    if isinstance(getattr(linear, "weight", None), nn.parameter.UninitializedParameter):
+        raise ValueError(f"{where}: PyG Linear(in_channels=-1, out_channels={linear.out_channels}) is lazy and not "
+                         "initialised yet; run one forward pass (or give in_channels) first")

@@ -106,15 +106,15 @@ def run_demo(config: DemoConfig = DemoConfig(), log=print) -> dict:
         kept, total = certificate.kept_coefficients, certificate.random_coefficients
     else:
         from . import nn as slt_nn
+        from .masks import count_masks
         from .search import train_scores
 
         network = steerable_cnn("c4", channels=config.ticket_channels, input_size=size)
         slt_nn.supermask(network, sparsity=config.sparsity, seed=config.seed)
         train_scores(network, train_loader, epochs=config.search_epochs, lr=config.search_lr, optimizer="adam",
                      progress=config.progress)
-        masks = slt_nn.masks_of(network)
-        total = sum(m.numel() for named in masks.values() for m in named.values())
-        kept = sum(int(m.sum()) for named in masks.values() for m in named.values())
+        counts = count_masks(slt_nn.masks_of(network))
+        kept, total = counts.kept, counts.total
     seconds["ticket"] = time.perf_counter() - start
     ticket_logits = _predict(network, images)  # the pruned random network itself
     ticket_acc = float((ticket_logits.argmax(1) == labels).float().mean())

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from equislt.cli import main
-from equislt.construct import Ticket
+from equislt import Ticket
 
 
 def test_demo_construct_fast_path(tmp_path, capsys):

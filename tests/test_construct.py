@@ -8,7 +8,8 @@ from escnn import nn as enn
 from torch import nn
 
 import equislt
-from equislt.construct import Ticket, construct
+from equislt import Ticket
+from equislt.construct import construct
 from equislt.testing import assert_equivariant, equivariance_error, escnn_equivariance_error
 
 
@@ -126,7 +127,8 @@ def test_escnn_linear_and_orbit_linear_targets(tmp_path):
 
 
 def test_error_decays_exponentially_in_n():
-    """log(median coefficient residual) against N has slope ≈ −ln 2 per summand (theory.md D.6)."""
+    """log(median coefficient residual) against N has slope ≈ −ln 2 per summand (Lueker 1998: the
+    median residual of a random Subset-Sum problem halves with every extra summand)."""
     torch.manual_seed(0)
     target = nn.Sequential(nn.Linear(24, 24))
     x = torch.randn(8, 24)
@@ -175,7 +177,7 @@ def test_widen_policy_adds_width_and_reports_it():
     target = nn.Sequential(nn.Linear(8, 8))
     ticket = construct(target, torch.randn(4, 8), tol=1e-4, n=6, policy="widen", progress=False)
     layer = ticket.certificate.layers[0]
-    assert layer.width_added > 0 and layer.rows_over_tol == 0
+    assert layer.copies_added > 0 and layer.rows_over_tol == 0
 
 
 # -- per-input-field widening ("addwidth") with prefix-stable draws ------------------------------------------
@@ -212,18 +214,20 @@ def test_torch_generator_prefixes_are_stable():
     _mixed_fields_target,
 ], ids=["linear", "conv2d", "r2conv-mixed-fields"])
 def test_widening_one_field_leaves_every_other_coefficient_unchanged(make):
-    from equislt.construct._build import LayerPlan, build_random_network, field_positions
+    from equislt.construct import LayerPlan
+    from equislt.construct._build import build_random_network
 
     target = make()
-    narrow = LayerPlan("0", width=6, bias_pool=3, gain=1.0)
-    wide = LayerPlan("0", width=6, bias_pool=3, gain=1.0, extra={1: 4})
+    narrow = LayerPlan("0", copies=6, bias_pool=3, gain=1.0)
+    wide = LayerPlan("0", copies=6, bias_pool=3, gain=1.0, extra={1: 4})
     nets = [build_random_network(target, [plan], seed=7).get_submodule("0") for plan in (narrow, wide)]
-    assert nets[0].widths[1] == 6 and nets[1].widths[1] == 10 and nets[0].widths[0] == nets[1].widths[0] == 6
+    widths = [net.layout.widths for net in nets]
+    assert widths[0][1] == 6 and widths[1][1] == 10 and widths[0][0] == widths[1][0] == 6
     for part, side in (("lift", "out"), ("mix", "in")):
         layers = [getattr(net, part) for net in nets]
         name = "weights" if hasattr(layers[0], "weights") else "weight"
         flats = [getattr(layer, name).detach().reshape(-1) for layer in layers]
-        positions = [field_positions(layer, name, net.widths, side) for layer, net in zip(layers, nets)]
+        positions = [_field_positions(net, part, side) for net in nets]
         covered = [sum(p.numel() for p in pos) for pos in positions]
         assert covered == [f.numel() for f in flats]  # every coefficient belongs to one hidden copy
         for b, (p0, p1) in enumerate(zip(*positions)):
@@ -235,14 +239,21 @@ def test_widening_one_field_leaves_every_other_coefficient_unchanged(make):
     assert torch.equal(nets[0].bias.bias, nets[1].bias.bias)
 
 
+def _field_positions(block, part, side):
+    """Per input field, the flat positions of its copies' coefficients in ``block.<part>`` (the weight tensor)."""
+    layer = getattr(block, part)
+    name = "weights" if hasattr(layer, "weights") else "weight"
+    tensor_blocks = [b for b in equislt.blocks(layer) if b.tensor == name and not b.is_bias]
+    return block.layout.field_positions(tensor_blocks, side)
+
+
 def _layer_over_tol(ticket):
     return [layer.rows_over_tol for layer in ticket.certificate.layers]
 
 
 def test_widen_fixes_a_failing_layer_by_widening_only_some_fields(tmp_path):
-    from equislt.construct._analysis import analyse
-    from equislt.construct._build import field_positions
     from equislt.construct._solve import solve_layer
+    from equislt.construct._trace import trace_target
 
     torch.manual_seed(0)
     target = nn.Sequential(nn.Linear(24, 8), nn.ReLU(), nn.Linear(8, 3))
@@ -254,23 +265,24 @@ def test_widen_fixes_a_failing_layer_by_widening_only_some_fields(tmp_path):
     cert = ticket.certificate
     assert cert.rows_over_tol == 0
     first = cert.layers[0]
-    assert 0 < first.widened_fields < 24 and first.width_added >= 4 * first.widened_fields
-    plan = ticket.plans[0]
-    assert len(plan.extra) == first.widened_fields and sum(plan.extra.values()) == first.width_added
-    assert first.n == report.certificate.layers[0].n == 2 * n  # base width unchanged: only some fields grow
+    assert 0 < first.widened_fields < 24 and first.copies_added >= 4 * first.widened_fields
+    plan = ticket.recipe.plans[0]
+    assert len(plan.extra) == first.widened_fields and sum(plan.extra.values()) == first.copies_added
+    assert first.n == report.certificate.layers[0].n == n  # base width unchanged: only some fields grow
+    assert first.copies == 2 * n
     # the unwidened fields keep the values and the subsets of the 'report' run (prefix-stable draws)
     block, block_report = ticket.network.get_submodule("0"), report.network.get_submodule("0")
-    assert block.widths == [2 * n + plan.extra.get(b, 0) for b in range(24)]
+    assert list(block.layout.widths) == [2 * n + plan.extra.get(b, 0) for b in range(24)]
     masks, masks_report = equislt.nn.masks_of(block), equislt.nn.masks_of(block_report)
-    positions = field_positions(block.mix, "weight", block.widths, "in")
-    positions_report = field_positions(block_report.mix, "weight", block_report.widths, "in")
+    positions = _field_positions(block, "mix", "in")
+    positions_report = _field_positions(block_report, "mix", "in")
     for b in range(24):
         p, q = positions[b], positions_report[b]
         assert torch.equal(block.mix.weight.reshape(-1)[p[:2 * n]], block_report.mix.weight.reshape(-1)[q])
         if b not in plan.extra:
             assert torch.equal(masks["mix"]["weight"].reshape(-1)[p], masks_report["mix"]["weight"].reshape(-1)[q])
     # solving the widened block from scratch gives the masks the incremental re-solves wrote
-    layer = analyse(target, x, False).layers[0]
+    layer = trace_target(target, x, False).layers[0]
     fresh = solve_layer(layer, block, tol)
     assert all(torch.equal(masks[k][n], m) for k, named in equislt.nn.masks_of(block).items() for n, m in named.items())
     assert int((fresh.weight_residual_pos.abs() > tol).sum() + (fresh.weight_residual_neg.abs() > tol).sum()) == 0
@@ -296,14 +308,14 @@ def test_widen_escnn_r2conv_regular_fields(tmp_path):
     assert cert.rows_over_tol == 0
     assert 0 < cert.layers[1].widened_fields < 3  # three regular input fields, only some widened
     block = ticket.network.get_submodule("2")
-    assert len(block.lift.out_type) == sum(block.widths) and len(set(block.widths)) > 1
+    assert len(block.lift.out_type) == block.layout.total and len(set(block.layout.widths)) > 1
     with torch.no_grad():
         f, g = target.eval()(xg[24:]).tensor, ticket.network(xg[24:]).tensor
     assert float((f - g).abs().max()) <= cert.bound
     assert_equivariant(escnn_equivariance_error(ticket.network, xg[:4]), 1e-5)
     ticket.save(tmp_path / "t.pt")
     loaded = Ticket.load(tmp_path / "t.pt", target=target)
-    assert [p.extra for p in loaded.plans] == [p.extra for p in ticket.plans]
+    assert [p.extra for p in loaded.recipe.plans] == [p.extra for p in ticket.recipe.plans]
     with torch.no_grad():
         assert torch.equal(loaded.network(xg[24:]).tensor, g)
         c = ticket.compile()(xg[24:]).tensor

@@ -5,8 +5,9 @@ import torch
 from torch import nn
 
 import equislt
-from equislt.construct import Ticket, construct
-from equislt.construct._modules import IGNPooledBias, LiftMix
+from equislt import Ticket
+from equislt.construct import LiftMix, construct
+from equislt.construct.families import IGNPooledBias
 from equislt.testing import assert_equivariant, index_permutation_error
 
 from equislt.data import GraphAtlas, dense_graph_batch  # noqa: E402
@@ -145,10 +146,10 @@ def test_ign_single_layer_orders(atlas):
 
 
 def test_ign_bound_unavailable_is_reported(atlas, monkeypatch):
-    from equislt.construct import _graph_families
+    from equislt.construct.families import _ign as ign_family
 
     x, mask, train, _ = atlas
-    monkeypatch.setattr(_graph_families, "DENSE_LIMIT", 10)
+    monkeypatch.setattr(ign_family, "DENSE_LIMIT", 10)
     target = _target(x.shape[1])
     ticket = construct(target, (x[train[:16]], mask[train[:16]]), tol=1e-3, seed=0, progress=False)
     cert = ticket.certificate

@@ -7,7 +7,7 @@ import sys
 
 import torch
 
-from equislt.search import SearchTicket
+from equislt import Ticket
 
 CONFIG = {"model_kwargs": {"channels": [2, 4], "kernel_size": 3},
           "data_kwargs": {"size": 9, "train_limit": 192, "test_limit": 96},
@@ -48,8 +48,8 @@ def test_two_processes_end_with_identical_masks_close_to_one_process(tmp_path):
     assert len(set(two["rank_mask_digests"])) == 1
     # the union of the ranks' batches is the single-process batch: same gradient up to rounding and
     # batch-norm statistics (per process in train mode), so nearly the same masks and accuracy
-    a = SearchTicket.load(out1 / "ticket.pt").masks()
-    b = SearchTicket.load(out2 / "ticket.pt").masks()
+    a = Ticket.load(out1 / "ticket.pt").masks()
+    b = Ticket.load(out2 / "ticket.pt").masks()
     assert _agreement(a, b) > 0.97
     assert abs(two["test_accuracy"] - one["test_accuracy"]) <= 0.05
     assert two["sparsity"] == one["sparsity"]

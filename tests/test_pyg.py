@@ -11,7 +11,7 @@ import equislt
 from equislt.basis import coefficient_names, init_std
 from equislt.models import gin_classifier
 from equislt.nn import MaskedLayer, coefficient_layers, export, mask_model, masks_of, score_parameters, supermask
-from equislt.nn._masked_pyg import MaskedPyGLinear
+from equislt.nn import MaskedPyGLinear
 from equislt.testing import assert_equivariant, node_permutation_error
 
 

@@ -4,10 +4,10 @@ import json
 import pytest
 import torch
 
+from equislt import Ticket
 from equislt.masks import n_keep
 from equislt.nn import masks_of
-from equislt.search import (SearchConfig, Searcher, SearchTicket, load_config, load_ticket, run_search,
-                            scheduled_sparsity)
+from equislt.search import SearchConfig, Searcher, load_config, run_search, scheduled_sparsity
 
 TINY = dict(model_kwargs={"channels": [2, 4], "kernel_size": 3},
             data_kwargs={"size": 9, "train_limit": 192, "test_limit": 96},
@@ -82,7 +82,7 @@ def test_resume_after_a_kill_reaches_the_masks_of_an_uninterrupted_run(tmp_path,
     assert resumed["mask_digest"] == full["mask_digest"]
     assert resumed["test_accuracy"] == full["test_accuracy"]
     assert [h["test_accuracy"] for h in resumed["history"]] == [h["test_accuracy"] for h in full["history"]]
-    a, b = SearchTicket.load(tmp_path / "full" / "ticket.pt"), SearchTicket.load(tmp_path / "cut" / "ticket.pt")
+    a, b = Ticket.load(tmp_path / "full" / "ticket.pt"), Ticket.load(tmp_path / "cut" / "ticket.pt")
     assert all(torch.equal(a.masks()[p][n], b.masks()[p][n]) for p in a.masks() for n in a.masks()[p])
     lines = [json.loads(x) for x in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in lines if r["kind"] == "step"] == list(range(1, full["steps"] + 1))
@@ -96,9 +96,9 @@ def test_resume_refuses_a_checkpoint_of_another_config(tmp_path):
 
 def test_the_exported_ticket_reproduces_the_search_accuracy(tmp_path):
     result = run_search(_config(tmp_path, first_layer_dense=True), log=_quiet)
-    ticket = load_ticket(tmp_path / "ticket.pt")
-    assert isinstance(ticket, SearchTicket) and ticket.seed == 0
-    assert "features.0" not in ticket.recipe["masked"]  # the first layer stayed dense
+    ticket = Ticket.load(tmp_path / "ticket.pt")
+    assert isinstance(ticket, Ticket) and ticket.method == "search" and ticket.seed == 0
+    assert "features.0" not in ticket.recipe.masked  # the first layer stayed dense
     searcher = Searcher(_config(), log=_quiet)  # the same test set
     test = torch.utils.data.DataLoader(searcher.task.test, batch_size=64)
     plain = ticket.export()
@@ -147,9 +147,9 @@ def test_config_files_and_errors(tmp_path):
         Searcher(SearchConfig(model="gin", out=None), log=_quiet)
     torch.save({"format": "something/1"}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="not an equislt ticket"):
-        load_ticket(tmp_path / "other.pt")
+        Ticket.load(tmp_path / "other.pt")
     with pytest.raises(ValueError, match="not an equislt ticket"):
-        SearchTicket.load(tmp_path / "other.pt")
+        Ticket.load(tmp_path / "other.pt")
 
 
 def test_cli_search_writes_a_run_directory(tmp_path, capsys):
@@ -252,7 +252,7 @@ def test_a_run_killed_with_sigkill_resumes_to_the_uninterrupted_masks(tmp_path):
 
 def test_biprop_binarises_kept_coefficients_with_a_straight_through_gradient():
     from equislt.nn import supermask
-    from equislt.search._biprop import BipropSupermask, enable_biprop
+    from equislt.search import BipropSupermask, enable_biprop
 
     layer = enable_biprop(supermask(torch.nn.Linear(6, 4), sparsity=0.5, seed=1))
     assert isinstance(layer.mask, BipropSupermask)
@@ -270,8 +270,8 @@ def test_biprop_binarises_kept_coefficients_with_a_straight_through_gradient():
 
 def test_a_biprop_search_ticket_exports_and_stays_invariant(tmp_path):
     result = run_search(_config(tmp_path, biprop=True, epochs=1), log=_quiet)
-    ticket = load_ticket(tmp_path / "ticket.pt")
-    assert ticket.recipe["biprop"]
+    ticket = Ticket.load(tmp_path / "ticket.pt")
+    assert ticket.recipe.biprop
     live = Searcher(_config(), log=_quiet)
     x, y = next(iter(torch.utils.data.DataLoader(live.task.test, batch_size=len(live.task.test))))
     plain = ticket.export()

@@ -74,7 +74,7 @@ def certificate_summary(cert) -> dict:
                    "kept": cert.kept_coefficients, "lower_bound": cert.lower_bound,
                    "subset_sum_problems": sum(c.n_problems for c in cert.layers)},
         "seconds": cert.seconds,
-        "layers": [{"path": c.path, "N": c.n // 2, "extra_copies": c.width_added, "problems": c.n_problems,
+        "layers": [{"path": c.path, "N": c.n, "extra_copies": c.copies_added, "problems": c.n_problems,
                     "pool_positive_mean": c.pool_positive_mean, "residual": c.coefficient_residual,
                     "rows_over_tol": c.rows_over_tol, "target": c.target_coefficients,
                     "random": c.random_coefficients, "kept": c.kept_coefficients, "lower_bound": c.lower_bound}

@@ -11,6 +11,7 @@ from typing import Dict, List, Optional
 import torch
 from torch import nn
 
+from .._compat import pyg_linear_class
 from ._block import Block
 
 __all__ = ["DENSE_TYPES", "is_dense_layer", "dense_blocks", "dense_init_std"]
@@ -18,18 +19,9 @@ __all__ = ["DENSE_TYPES", "is_dense_layer", "dense_blocks", "dense_init_std"]
 DENSE_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
-def _pyg_linear():
-    import sys
-
-    if "torch_geometric" not in sys.modules:
-        return ()
-    from torch_geometric.nn.dense.linear import Linear
-
-    return (Linear,)
-
-
 def is_dense_layer(module) -> bool:
-    return isinstance(module, DENSE_TYPES + _pyg_linear())
+    pyg_linear = pyg_linear_class()
+    return isinstance(module, DENSE_TYPES + ((pyg_linear,) if pyg_linear is not None else ()))
 
 
 def dense_blocks(module) -> List[Block]:

@@ -6,6 +6,7 @@ names sorted alphabetically; inside a pair's range ``[start, stop)`` the index i
 """
 from __future__ import annotations
 
+import weakref
 from collections import defaultdict
 from typing import Dict, List, Optional
 
@@ -84,7 +85,9 @@ def _bias_blocks(module, out_pos) -> List[Block]:
     return blocks
 
 
-_HE_STD_CACHE: Dict[int, torch.Tensor] = {}
+# keyed by the basis expansion itself, weakly: an entry lives as long as its basis (masked copies share it), so
+# the cache is bounded by the live layers and a freed basis can never answer for a new one
+_HE_STD_CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 def escnn_init_std(module) -> Dict[str, Optional[torch.Tensor]]:
@@ -96,10 +99,9 @@ def escnn_init_std(module) -> Dict[str, Optional[torch.Tensor]]:
     from escnn.nn.init import _generalized_he_init_variances
 
     be = module._basisexpansion
-    key = hash(be)
-    if key not in _HE_STD_CACHE:
-        _HE_STD_CACHE[key] = _generalized_he_init_variances(be)
-    std = {"weights": _HE_STD_CACHE[key].clone()}
+    if be not in _HE_STD_CACHE:
+        _HE_STD_CACHE[be] = _generalized_he_init_variances(be)
+    std = {"weights": _HE_STD_CACHE[be].clone()}
     if getattr(module, "bias", None) is not None:
         fan_in = module.in_type.size
         for k in _kernel_shape(module):

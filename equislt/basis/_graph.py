@@ -28,13 +28,13 @@ are the Linear submodules themselves, whose own blocks are the dense ``[out, in,
 from __future__ import annotations
 
 import math
-import sys
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
 import torch
 from torch import nn
 
+from .._compat import check_materialised, pyg_linear_class, pyg_loaded
 from ._block import Block
 from ._dense import dense_blocks, dense_init_std
 
@@ -90,24 +90,9 @@ class GraphBlock(Block):
         return f"GraphBlock({self.name}, operator={self.operator}, out_fields={o}, in_fields={i}, n_basis={k})"
 
 
-def _pyg():
-    if "torch_geometric" not in sys.modules:
-        return None
-    import torch_geometric.nn as pyg_nn
-    from torch_geometric.nn.dense.linear import Linear
-
-    return pyg_nn, Linear
-
-
 def _is_linear(module) -> bool:
-    pyg = _pyg()
-    return isinstance(module, nn.Linear) or (pyg is not None and isinstance(module, pyg[1]))
-
-
-def _check_initialised(linear: nn.Module, where: str) -> None:
-    if isinstance(linear.weight, nn.parameter.UninitializedParameter):
-        raise ValueError(f"{where}: PyG Linear(in_channels=-1, out_channels={linear.out_channels}) is lazy and not "
-                         "initialised yet; run one forward pass (or give in_channels) before masking it")
+    pyg_linear = pyg_linear_class()
+    return isinstance(module, nn.Linear) or (pyg_linear is not None and isinstance(module, pyg_linear))
 
 
 def _aggr_operator(conv, attribute: str = "aggr") -> str:
@@ -120,7 +105,8 @@ def _aggr_operator(conv, attribute: str = "aggr") -> str:
 
 def _parts(conv) -> List[Tuple[str, nn.Module, str]]:
     """``(path, Linear, operator)`` of a supported conv, in forward order."""
-    pyg_nn = _pyg()[0]
+    import torch_geometric.nn as pyg_nn
+
     name = type(conv).__name__
     if isinstance(conv, pyg_nn.GCNConv):
         if conv.normalize and conv.add_self_loops:
@@ -167,10 +153,10 @@ def _first_linear_applied(module: nn.Module):
 
 
 def is_graph_layer(module) -> bool:
-    pyg = _pyg()
-    if pyg is None:
+    if not pyg_loaded():
         return False
-    pyg_nn = pyg[0]
+    import torch_geometric.nn as pyg_nn
+
     return isinstance(module, (pyg_nn.GCNConv, pyg_nn.GINConv, pyg_nn.GraphConv, pyg_nn.SAGEConv))
 
 
@@ -178,7 +164,7 @@ def graph_blocks(conv) -> List[GraphBlock]:
     """The blocks of a supported conv (weights first, biases last); see the module docstring."""
     weights, biases = [], []
     for path, linear, op in _parts(conv):
-        _check_initialised(linear, f"{type(conv).__name__}.{path}")
+        check_materialised(linear, f"{type(conv).__name__}.{path}")
         eps = float(conv.eps.detach()) if op == "gin" else 0.0
         for block in dense_blocks(linear):
             kind = "constant" if block.is_bias else op
@@ -198,7 +184,7 @@ def graph_init_std(conv) -> Dict[str, Optional[torch.Tensor]]:
     std: Dict[str, Optional[torch.Tensor]] = {}
     fan = None
     for path, linear, _ in _parts(conv):
-        _check_initialised(linear, f"{type(conv).__name__}.{path}")
+        check_materialised(linear, f"{type(conv).__name__}.{path}")
         for name, value in dense_init_std(linear).items():
             std[f"{path}.{name}"] = value
         fan = linear.weight.shape[1]
@@ -210,12 +196,12 @@ def graph_init_std(conv) -> Dict[str, Optional[torch.Tensor]]:
 
 def graph_adapter(module):
     """``(blocks, init_std)`` callables for a PyG conv or lazy PyG Linear, else ``None`` (used by the registry)."""
-    pyg = _pyg()
-    if pyg is None:
+    pyg_linear = pyg_linear_class()
+    if pyg_linear is None:
         return None
-    if isinstance(module, pyg[1]) and isinstance(module.weight, nn.parameter.UninitializedParameter):
+    if isinstance(module, pyg_linear) and isinstance(module.weight, nn.parameter.UninitializedParameter):
         def fail():
-            _check_initialised(module, "equislt.blocks")
+            check_materialised(module, "equislt.blocks")
         return fail, fail
     if is_graph_layer(module):
         return (lambda: graph_blocks(module)), (lambda: graph_init_std(module))

@@ -40,6 +40,7 @@ __all__ = [
     "ign_identity_index",
     "ign_partitions",
     "partition_blocks",
+    "partitions_tensor",
     "set_partitions",
 ]
 

@@ -1,13 +1,12 @@
 """``blocks(module)``: dispatch a layer to the adapter that knows its basis."""
 from __future__ import annotations
 
-import sys
 from typing import Dict, List, Optional
 
 import torch
 from torch import nn
 
-from .._compat import escnn_loaded
+from .._compat import escnn_loaded, pyg_loaded
 from ._block import Block
 from ._dense import dense_blocks, dense_init_std, is_dense_layer
 
@@ -17,7 +16,7 @@ __all__ = ["blocks", "init_std", "is_coefficient_layer", "coefficient_names"]
 def _adapter(module: nn.Module):
     if hasattr(module, "coefficient_blocks"):  # equislt's own layers describe themselves
         return module.coefficient_blocks, module.coefficient_init_std
-    if "torch_geometric" in sys.modules:  # PyG convs (graph operators) and lazy PyG Linear (clear error)
+    if pyg_loaded():  # PyG convs (graph operators) and lazy PyG Linear (clear error)
         from ._graph import graph_adapter
 
         adapter = graph_adapter(module)

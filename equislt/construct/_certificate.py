@@ -15,29 +15,41 @@ and zero padding). Along the network (execution order), for inputs with ``‖x�
 with ``L_i`` the Schur bound of the target layer; ReLU (modules or a functional ``torch.relu`` between two
 units, recognised on the trace), group pooling, flattening and spatial means are 1-Lipschitz; a pooling window of size ``k`` and stride ``s`` contributes ``sqrt(Π ceil(k/s))``. The bound is
 reported as unavailable when the network is not a chain the certificate can follow, or when a family cannot
-bound a layer's operator (``Family.operator_bound`` returns ``None`` and a reason). Families whose operators
-depend on the input size (IGN layers: the number of nodes) bound them for every size up to the traced one.
+give a layer's dense operator (``Family.operator_kernels`` returns ``None`` and a reason). Families whose
+operators depend on the input size (IGN layers: the number of nodes) give one kernel per size up to the traced
+one, and the bound is the largest.
+
+The certificate also counts: target, random and kept coefficients per layer beside the lower bound
+``n_coefficients · log2(1/(2ε))`` that any random network prunable to every such target must meet
+(Pensia et al. 2020, Ferbach et al. 2023), with ``ε`` the largest coefficient residual.
 """
 from __future__ import annotations
 
 import math
+import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import torch
 
-__all__ = ["LayerCertificate", "Certificate", "schur_bound"]
+from .._compat import tensor_of
+from ._trace import connected
+
+__all__ = ["Certificate", "LayerCertificate", "layer_error_terms", "network_bound", "schur_bound", "timed"]
 
 
 def schur_bound(kernel: torch.Tensor) -> float:
-    """Upper bound on the l2 operator norm of a (strided, zero-padded) convolution or matrix."""
+    """Upper bound on the l2 operator norm of a (strided, zero-padded) convolution or matrix:
+    ``sqrt(max row abs-sum · max column abs-sum)`` over channels and kernel offsets."""
     a = kernel.detach().double().abs()
     rows = a.reshape(a.shape[0], -1).sum(dim=1).max()
     cols = a.transpose(0, 1).reshape(a.shape[1], -1).sum(dim=1).max()
     return float(torch.sqrt(rows * cols))
 
 
-def _quantiles(x: torch.Tensor) -> Dict[str, float]:
+def quantiles(x: torch.Tensor) -> Dict[str, float]:
+    """Median, 90% and 99% quantiles and maximum of ``|x|`` (quantiles over the first 2^24 entries)."""
     x = x.detach().double().abs().reshape(-1)
     if x.numel() == 0:
         return {"median": 0.0, "q90": 0.0, "q99": 0.0, "max": 0.0}
@@ -45,11 +57,28 @@ def _quantiles(x: torch.Tensor) -> Dict[str, float]:
     return {"median": float(q[0]), "q90": float(q[1]), "q99": float(q[2]), "max": float(x.max())}
 
 
+def lower_bound(n_coefficients: int, max_residual: float) -> float:
+    """``n · log2(1/(2ε))`` random coefficients (0 when ``ε ≥ 1/2``: nothing to resolve)."""
+    return n_coefficients * math.log2(1.0 / (2 * max(max_residual, 1e-12))) if max_residual < 0.5 else 0.0
+
+
+@contextmanager
+def timed(seconds: Dict[str, float], phase: str) -> Iterator[None]:
+    """Add the wall time of the ``with`` body to ``seconds[phase]``."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        seconds[phase] = seconds.get(phase, 0.0) + time.perf_counter() - start
+
+
 @dataclass
 class LayerCertificate:
+    """What the construction achieved for one layer (see the module docstring)."""
+
     path: str
-    n: int  # hidden copies per input field of the random block (= 2N) before widening
-    width_added: int  # extra hidden copies added by the tolerance policy (all input fields together)
+    copies: int  # hidden copies per input field of the random block (= 2N) before widening
+    copies_added: int  # extra hidden copies added by the tolerance policy (all input fields together)
     pool_positive_mean: float
     pool_negative_mean: float
     bias_pool: int
@@ -60,23 +89,60 @@ class LayerCertificate:
     rows_over_tol: int
     coefficient_residual: Dict[str, float]
     bias_residual: Dict[str, float]
-    error_slope: float  # a_i
+    error_slope: Optional[float]  # a_i
     error_offset: float  # b_i
-    lipschitz: float  # L_i of the target layer
+    lipschitz: Optional[float]  # L_i of the target layer
     target_coefficients: int
     random_coefficients: int
     kept_coefficients: int
     lower_bound: float  # n_coefficients · log2(1/(2ε)), ε = max coefficient residual
     widened_fields: int = 0  # input fields that got extra copies (policy "widen")
 
+    @property
+    def n(self) -> int:
+        """``N``: summands per pool before widening."""
+        return self.copies // 2
+
+    @classmethod
+    def of(cls, layer, plan, solution, counts, terms: tuple, tol: float) -> "LayerCertificate":
+        """The certificate of a solved layer: ``counts`` of its block's masks, ``terms`` its
+        :func:`layer_error_terms`."""
+        residuals = solution.weight_residuals(layer.input_nonnegative)
+        max_residual = float(residuals.abs().max()) if residuals.numel() else 0.0
+        n_target = layer.alpha.numel() + layer.beta.numel()
+        slope, offset, lipschitz = terms
+        return cls(
+            path=plan.path, copies=plan.copies, copies_added=plan.copies_added, widened_fields=len(plan.extra),
+            pool_positive_mean=solution.pool_sizes["positive_mean"],
+            pool_negative_mean=solution.pool_sizes["negative_mean"], bias_pool=plan.bias_pool, gain=plan.gain,
+            input_nonnegative=layer.input_nonnegative, folded_norm=layer.folded_norm,
+            n_problems=solution.n_problems, rows_over_tol=solution.rows_over(tol),
+            coefficient_residual=quantiles(residuals), bias_residual=quantiles(solution.bias_residual),
+            error_slope=slope, error_offset=offset, lipschitz=lipschitz if slope is not None else None,
+            target_coefficients=n_target, random_coefficients=counts.total, kept_coefficients=counts.kept,
+            lower_bound=lower_bound(n_target, max_residual))
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "LayerCertificate":
+        data = dict(data)
+        if "n" in data:  # equislt.ticket/2 called the copies "n" and the added copies "width_added"
+            data["copies"] = data.pop("n")
+        if "width_added" in data:
+            data["copies_added"] = data.pop("width_added")
+        return cls(**data)
+
 
 @dataclass
 class Certificate:
+    """The construction's certificate: per-layer records, the certified bound on ``sup ‖f(x) − g(x)‖`` over
+    ``‖x‖ ≤ input_radius`` (``None``, with ``bound_note``, when unavailable), the measured error and prediction
+    agreement on the given inputs, and the seconds each phase took."""
+
     eps: Optional[float]
     tol: Optional[float]
     input_radius: float
     layers: List[LayerCertificate] = field(default_factory=list)
-    bound: Optional[float] = None  # sup_{‖x‖≤R} ‖f(x) − g(x)‖ bound, None if unavailable
+    bound: Optional[float] = None
     bound_note: str = ""
     measured_max_error: Optional[float] = None
     measured_relative_error: Optional[float] = None
@@ -116,14 +182,27 @@ class Certificate:
         for key in ("target_coefficients", "random_coefficients", "kept_coefficients", "lower_bound",
                     "rows_over_tol"):
             data.pop(key, None)
-        layers = [LayerCertificate(**layer) for layer in data.pop("layers", [])]
+        layers = [LayerCertificate.from_dict(layer) for layer in data.pop("layers", [])]
         return cls(layers=layers, **data)
+
+    @torch.no_grad()
+    def measure(self, target, network, inputs) -> None:
+        """Record the largest output error, the relative error and the prediction agreement of ``network``
+        against ``target`` on ``inputs`` (both run in eval mode; their modes are restored)."""
+        reference, approx = _outputs(target, inputs), _outputs(network, inputs)
+        diff = (reference - approx).abs()
+        self.measured_max_error = float(diff.max())
+        self.measured_relative_error = float(diff.max() / reference.abs().max().clamp(min=1e-12))
+        if reference.dim() == 2 and reference.shape[1] > 1:
+            self.prediction_agreement = float((reference.argmax(1) == approx.argmax(1)).float().mean())
+        else:
+            self.prediction_agreement = 1.0
 
     def summary(self) -> str:
         lines = [f"{'layer':<18}{'N':>4}{'+fields':>8}{'+copies':>8}{'problems':>10}{'max|d|':>10}{'>tol':>6}{'target':>9}"
                  f"{'random':>10}{'kept':>9}{'lower bd':>10}"]
         for c in self.layers:
-            lines.append(f"{c.path:<18}{c.n // 2:>4}{c.widened_fields:>8}{c.width_added:>8}{c.n_problems:>10}"
+            lines.append(f"{c.path:<18}{c.n:>4}{c.widened_fields:>8}{c.copies_added:>8}{c.n_problems:>10}"
                          f"{c.coefficient_residual['max']:>10.1e}{c.rows_over_tol:>6}{c.target_coefficients:>9}"
                          f"{c.random_coefficients:>10}{c.kept_coefficients:>9}{c.lower_bound:>10.0f}")
         bound = f"{self.bound:.3g}" if self.bound is not None else f"unavailable ({self.bound_note})"
@@ -135,15 +214,34 @@ class Certificate:
         return "\n".join(lines)
 
 
+def _outputs(model, inputs) -> torch.Tensor:
+    was = model.training
+    model.eval()
+    try:
+        out = model(*inputs) if isinstance(inputs, (tuple, list)) else model(inputs)
+    finally:
+        model.train(was)
+    return tensor_of(out)
+
+
+def operator_bound(target, coefficients: List[torch.Tensor]) -> Tuple[Optional[float], str]:
+    """``(bound, note)``: Schur bound of the operator of the coefficient tensors in ``target``'s basis
+    (:meth:`Family.operator_kernels <equislt.construct.families.Family.operator_kernels>`)."""
+    kernels, note = target.family.operator_kernels(target, coefficients)
+    if kernels is None:
+        return None, note
+    return max(schur_bound(kernel) for kernel in kernels), ""
+
+
 def layer_error_terms(target, solution, gain: float) -> tuple:
-    """``(a_i, b_i, L_i)`` of one layer (see module docstring)."""
-    family = target.family
+    """``(a_i, b_i, L_i)`` of one layer (see module docstring); ``a_i = None`` (and ``L_i`` the reason) when
+    the layer's operator cannot be bounded."""
     residuals = [solution.weight_residual_pos.to(target.alpha.dtype)]
     if not target.input_nonnegative:
         residuals.append(solution.weight_residual_neg.to(target.alpha.dtype))
-    slope, note = family.operator_bound(target, residuals)
-    lipschitz, note_l = family.operator_bound(target, [target.alpha])
-    offset = family.bias_bound(target, solution.bias_residual.double())
+    slope, note = operator_bound(target, residuals)
+    lipschitz, note_l = operator_bound(target, [target.alpha])
+    offset = target.family.bias_norm(target, solution.bias_residual.double())
     if slope is None or lipschitz is None:  # bound unavailable for this layer: say why (network_bound)
         return None, gain * offset, note or note_l
     return gain * slope, gain * offset, lipschitz
@@ -164,18 +262,18 @@ def network_bound(trace, terms: Dict[str, tuple], radius: float):
     """Propagate the per-layer terms along the traced execution order; ``(bound, note)``."""
     rho, err = radius, 0.0
     previous = None
+    layers = {layer.path: layer for layer in trace.layers}
     for unit in trace.units:
-        if previous is not None and not _connected(previous.output, unit.inputs):
+        if previous is not None and not connected(previous.output, unit.inputs):
             return None, f"the input of {unit.path} is not the output of {previous.path}"
         name = type(unit.module).__name__
         if unit.kind == "linear":
             a, b, lip = terms[unit.path]
             if a is None:
                 return None, str(lip)
-            layer = next(l for l in trace.layers if l.path == unit.path)
-            bias_norm = layer.family.bias_bound(layer, layer.beta)
+            layer = layers[unit.path]
             err = lip * err + a * (rho + err) + b
-            rho = lip * rho + bias_norm
+            rho = lip * rho + layer.family.bias_norm(layer, layer.beta)
         elif unit.kind == "norm":
             pass  # folded into the preceding linear layer
         elif "Adaptive" in name:
@@ -189,15 +287,3 @@ def network_bound(trace, terms: Dict[str, tuple], radius: float):
             rho, err = rho * factor, err * factor
         previous = unit
     return err, ""
-
-
-def _connected(output: torch.Tensor, inputs: torch.Tensor) -> bool:
-    """The next unit reads the previous output: unchanged, reshaped, or averaged over trailing dims."""
-    if output.numel() == inputs.numel():
-        # unchanged, or through a functional ReLU (``x = torch.relu(layer(x))``: 1-Lipschitz, maps 0 to 0)
-        return (torch.equal(output.reshape(-1), inputs.reshape(-1))
-                or torch.equal(torch.relu(output).reshape(-1), inputs.reshape(-1)))
-    if output.dim() > inputs.dim() and output.shape[: inputs.dim()] == inputs.shape:
-        mean = output.mean(dim=tuple(range(inputs.dim(), output.dim())))
-        return torch.allclose(mean, inputs, atol=1e-6, rtol=1e-5)
-    return False

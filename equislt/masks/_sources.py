@@ -5,7 +5,7 @@ lives in coefficient space, so ``W(θ ⊙ m)`` stays in ``Hom_G``: masking never
 """
 from __future__ import annotations
 
-from typing import Dict, Mapping, Tuple
+from typing import Mapping, Tuple
 
 import torch
 from torch import nn
@@ -94,8 +94,3 @@ class Supermask(nn.Module):
 
     def extra_repr(self) -> str:
         return ", ".join(f"{n}: kept {self.keep(n)}/{self.scores(n).numel()}" for n in self.names)
-
-
-def mask_dict(source: nn.Module) -> Dict[str, torch.Tensor]:
-    """Current bool masks of a mask source, by coefficient tensor name."""
-    return {name: source.mask(name) for name in source.names}

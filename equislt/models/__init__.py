@@ -1,26 +1,32 @@
 """Models for the demos: small steerable CNNs (escnn, imported lazily), plain CNNs, graph models (k-IGN, pooled
-PyG MPNNs) and training helpers."""
-from ._graph import IGN, GraphClassifier, count_parameters, gcn_classifier, gin_classifier, graph_accuracy, train_graph_model
-from ._steerable import PlainCNN, SteerableCNN, c4_steerable_cnn, parse_group, plain_cnn, steerable_cnn
+PyG MPNNs), training helpers, and the registry of architectures that tickets and checkpoints rebuild."""
+from ._architecture import Architecture, register_model, registered_models
+from ._graph import (IGN, GraphClassifier, count_parameters, gcn_classifier, gin_classifier, graph_accuracy,
+                     graph_logits, train_graph_model)
 from ._io import load_model, save_model
+from ._steerable import PlainCNN, SteerableCNN, c4_steerable_cnn, parse_group, plain_cnn, steerable_cnn
 from ._train import accuracy, train_classifier
 
 __all__ = [
-    "SteerableCNN",
-    "PlainCNN",
-    "steerable_cnn",
-    "c4_steerable_cnn",
-    "plain_cnn",
-    "parse_group",
-    "train_classifier",
-    "accuracy",
-    "IGN",
+    "Architecture",
     "GraphClassifier",
+    "IGN",
+    "PlainCNN",
+    "SteerableCNN",
+    "accuracy",
+    "c4_steerable_cnn",
+    "count_parameters",
     "gcn_classifier",
     "gin_classifier",
-    "train_graph_model",
     "graph_accuracy",
-    "count_parameters",
+    "graph_logits",
     "load_model",
+    "parse_group",
+    "plain_cnn",
+    "register_model",
+    "registered_models",
     "save_model",
+    "steerable_cnn",
+    "train_classifier",
+    "train_graph_model",
 ]

@@ -11,10 +11,11 @@ from typing import Iterable, List, Optional
 import torch
 from torch import nn
 
-from ..nn._ign import IGNLinear
+from ..nn import IGNLinear
+from ._architecture import register_model
 
-__all__ = ["IGN", "GraphClassifier", "gin_classifier", "gcn_classifier", "graph_accuracy", "train_graph_model",
-           "count_parameters"]
+__all__ = ["IGN", "GraphClassifier", "gin_classifier", "gcn_classifier", "graph_accuracy", "graph_logits",
+           "train_graph_model", "count_parameters"]
 
 
 class IGN(nn.Module):
@@ -81,14 +82,33 @@ def gcn_classifier(in_channels: int, hidden_channels: int, out_channels: int, nu
     return GraphClassifier(GCN(in_channels, hidden_channels, num_layers, bias=False), hidden_channels, out_channels)
 
 
+# the graph classifiers equislt's search and tickets name: built from the data set's sizes, keyword arguments only
+@register_model("equislt.gin")
+def _gin(in_channels: int, out_channels: int, hidden_channels: int = 32, num_layers: int = 3) -> GraphClassifier:
+    return gin_classifier(in_channels, hidden_channels, out_channels, num_layers)
+
+
+@register_model("equislt.gcn")
+def _gcn(in_channels: int, out_channels: int, hidden_channels: int = 32, num_layers: int = 3) -> GraphClassifier:
+    return gcn_classifier(in_channels, hidden_channels, out_channels, num_layers)
+
+
+@register_model("equislt.ign")
+def _ign(in_channels: int, out_channels: int, hidden_channels: int = 16, num_layers: int = 2, order: int = 2) -> IGN:
+    # graphs with ``in_channels`` node features: dense_graph_batch gives 1 + in_channels channels (adjacency first)
+    return IGN(in_channels + 1, hidden_channels, out_channels, num_layers=num_layers, order=order)
+
+
 def count_parameters(model: nn.Module) -> int:
     """Number of parameters (coefficients) of a model, trainable or not (mask scores excluded)."""
     return sum(p.numel() for n, p in model.named_parameters() if not n.endswith("_scores"))
 
 
-def _logits(model: nn.Module, batch) -> torch.Tensor:
-    if isinstance(model, IGN):
-        from ..data._graphs import dense_graph_batch
+def graph_logits(model: nn.Module, batch) -> torch.Tensor:
+    """Logits of a graph classifier on a PyG batch: an :class:`IGN` (also inside a ``DistributedDataParallel``'s
+    ``.module``) reads :func:`~equislt.data.dense_graph_batch`, any other model ``model(x, edge_index, batch)``."""
+    if isinstance(getattr(model, "module", model), IGN):
+        from ..data import dense_graph_batch
 
         return model(*dense_graph_batch(batch))
     return model(batch.x.float(), batch.edge_index, batch.batch)
@@ -108,7 +128,7 @@ def train_graph_model(model: nn.Module, loader: Iterable, epochs: int = 50, lr: 
         total, count = 0.0, 0
         for batch in loader:
             optimizer.zero_grad(set_to_none=True)
-            loss = nn.functional.cross_entropy(_logits(model, batch), batch.y.view(-1))
+            loss = nn.functional.cross_entropy(graph_logits(model, batch), batch.y.view(-1))
             loss.backward()
             optimizer.step()
             total += float(loss.detach()) * batch.num_graphs
@@ -125,7 +145,7 @@ def graph_accuracy(model: nn.Module, loader: Iterable) -> float:
     correct = total = 0
     try:
         for batch in loader:
-            correct += int((_logits(model, batch).argmax(-1) == batch.y.view(-1)).sum())
+            correct += int((graph_logits(model, batch).argmax(-1) == batch.y.view(-1)).sum())
             total += batch.num_graphs
     finally:
         model.train(was)

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from .._compat import import_escnn
+from ._architecture import Architecture, register_model
 
 __all__ = ["SteerableCNN", "PlainCNN", "steerable_cnn", "c4_steerable_cnn", "plain_cnn", "parse_group"]
 
@@ -91,9 +92,9 @@ class SteerableCNN(nn.Module):
         kind, order = parse_group(group)
         chans = _check_common(channels, kernel_size, num_classes, input_size, width, in_channels)
         # how to rebuild this architecture (tickets and checkpoints store it instead of pickling escnn modules)
-        self.equislt_architecture = {"factory": "equislt.models:steerable_cnn", "kwargs": dict(
+        self.equislt_architecture = Architecture("equislt.steerable_cnn", dict(
             group=group, channels=list(channels), kernel_size=kernel_size, num_classes=num_classes,
-            input_size=input_size, invariant=invariant, width=width, in_channels=in_channels)}
+            input_size=input_size, invariant=invariant, width=width, in_channels=in_channels))
         escnn = import_escnn()
         gspaces, enn = escnn.gspaces, escnn.nn
 
@@ -142,9 +143,9 @@ class PlainCNN(nn.Module):
     ) -> None:
         super().__init__()
         chans = _check_common(channels, kernel_size, num_classes, input_size, width, in_channels)
-        self.equislt_architecture = {"factory": "equislt.models:plain_cnn", "kwargs": dict(
+        self.equislt_architecture = Architecture("equislt.plain_cnn", dict(
             channels=list(channels), kernel_size=kernel_size, num_classes=num_classes, input_size=input_size,
-            width=width, in_channels=in_channels)}
+            width=width, in_channels=in_channels))
         layers: List[nn.Module] = []
         c_in = in_channels
         for c, (k, s, p) in zip(chans, _pool_plan(input_size, len(chans))):
@@ -164,6 +165,7 @@ class PlainCNN(nn.Module):
         return self.head(self.features(x).mean(dim=(-2, -1)))
 
 
+@register_model("equislt.steerable_cnn")
 def steerable_cnn(
     group: str = "c4",
     channels: Sequence[int] = (8, 16),
@@ -207,6 +209,7 @@ def c4_steerable_cnn(**kwargs: Any) -> SteerableCNN:
     return steerable_cnn(group="c4", **kwargs)
 
 
+@register_model("equislt.plain_cnn")
 def plain_cnn(
     channels: Sequence[int] = (8, 16),
     kernel_size: int = 5,

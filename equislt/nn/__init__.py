@@ -1,8 +1,9 @@
 """Coefficient layers: masked / supermask versions of supported layers, ``OrbitLinear``, conversion."""
-from ._convert import (GlobalTopK, coefficient_layers, export, fold, freeze, load_masks, mask_model, masks_of,
-                       refresh, replace_module, save_masks, score_parameters, supermask)
-from ._ign import IGNLinear, MaskedIGNLinear
+from ._convert import (WEIGHT_INITS, GlobalTopK, coefficient_layers, export, fold, freeze, load_masks, mask_model,
+                       masks_of, refresh, replace_module, save_masks, score_parameters, supermask)
+from ._ign import IGNLinear, MaskedIGNLinear, node_mask_power
 from ._masked import MaskedConv1d, MaskedConv2d, MaskedConv3d, MaskedLayer, MaskedLinear
+from ._streams import random_stream
 
 _ESCNN_NAMES = ("OrbitLinear", "MaskedR2Conv", "MaskedR3Conv", "MaskedEscnnLinear", "MaskedOrbitLinear")
 
@@ -15,6 +16,7 @@ __all__ = [
     "MaskedIGNLinear",
     "MaskedLayer",
     "MaskedLinear",
+    "WEIGHT_INITS",
     "coefficient_layers",
     "export",
     "fold",
@@ -22,6 +24,8 @@ __all__ = [
     "load_masks",
     "mask_model",
     "masks_of",
+    "node_mask_power",
+    "random_stream",
     "refresh",
     "replace_module",
     "save_masks",

@@ -5,21 +5,20 @@ Data flow: ``blocks`` (bases) → ``Masked*`` layers (this package) → masks �
 from __future__ import annotations
 
 import copy
-import sys
-import zlib
 from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 import torch
 from torch import nn
 
-from .._compat import escnn_loaded
+from .._compat import escnn_loaded, pyg_loaded
 from ..basis import coefficient_names, init_std, is_coefficient_layer
-from ..masks import CoefficientMask, Supermask, global_allocation
-from ..masks._io import pack_all, unpack_all
+from ..masks import CoefficientMask, Supermask, global_allocation, pack_all, unpack_all
 from ._masked import MaskedLayer, masked_class_for
+from ._streams import random_stream
 
 __all__ = [
     "GlobalTopK",
+    "WEIGHT_INITS",
     "coefficient_layers",
     "export",
     "fold",
@@ -34,13 +33,13 @@ __all__ = [
     "supermask",
 ]
 
-WEIGHT_INITS = ("normal", "uniform", "signed_constant")
+WEIGHT_INITS = ("signed_constant", "normal", "uniform")
 
 
 def _masked_class(module: nn.Module):
     if escnn_loaded():
         from . import _masked_escnn  # noqa: F401  (registers the escnn masked classes)
-    if "torch_geometric" in sys.modules:
+    if pyg_loaded():
         from . import _masked_pyg  # noqa: F401  (registers MaskedPyGLinear)
     cls = masked_class_for(type(module))
     if cls is None:
@@ -93,10 +92,6 @@ def mask_model(model: nn.Module, select: Optional[Callable[[str, nn.Module], boo
     return _convert(model, make, select)
 
 
-def _stream(seed: int, path: str, purpose: str) -> torch.Generator:
-    return torch.Generator().manual_seed(zlib.crc32(f"{seed}/{path}/{purpose}".encode()) + seed * 7919)
-
-
 def _redraw(layer: nn.Module, std: Dict[str, torch.Tensor], generator: torch.Generator, weight_init: str) -> None:
     with torch.no_grad():
         for name, s in std.items():
@@ -126,6 +121,18 @@ class GlobalTopK:
             for (source, name), k in zip(entries, counts):
                 source.set_keep(name, k)
 
+    @staticmethod
+    def of(model: nn.Module) -> Optional["GlobalTopK"]:
+        """The global budget hook on ``model``'s root, or ``None``."""
+        return next((h for h in model._forward_pre_hooks.values() if isinstance(h, GlobalTopK)), None)
+
+    @staticmethod
+    def remove(model: nn.Module) -> None:
+        """Take every global budget hook off ``model``'s root (masks become per-layer again)."""
+        for hook_id, hook in list(model._forward_pre_hooks.items()):
+            if isinstance(hook, GlobalTopK):
+                del model._forward_pre_hooks[hook_id]
+
     def __repr__(self) -> str:
         return f"GlobalTopK(sparsity={self.sparsity})"
 
@@ -149,15 +156,13 @@ def supermask(model: nn.Module, sparsity: float, scope: str = "layer", seed: int
 
     def make(path, layer):
         std = {n: s for n, s in init_std(layer).items() if s is not None}
-        _redraw(layer, std, _stream(seed, path, "coefficients"), weight_init)
-        return Supermask(std, sparsity, generator=_stream(seed, path, "scores"))
+        _redraw(layer, std, random_stream(seed, path, "coefficients"), weight_init)
+        return Supermask(std, sparsity, generator=random_stream(seed, path, "scores"))
 
     model = _convert(model, make, select)
     for name, param in model.named_parameters():
         param.requires_grad_(name.endswith("_scores"))
-    for hook_id, hook in list(model._forward_pre_hooks.items()):
-        if isinstance(hook, GlobalTopK):
-            del model._forward_pre_hooks[hook_id]
+    GlobalTopK.remove(model)
     if scope == "global":
         hook = GlobalTopK(sparsity)
         model.register_forward_pre_hook(hook)
@@ -177,9 +182,9 @@ def score_parameters(model: nn.Module) -> List[nn.Parameter]:
 
 def refresh(model: nn.Module) -> nn.Module:
     """Bring derived state up to date before evaluation/export: global budgets and eval-mode filter caches."""
-    for hook in model._forward_pre_hooks.values():
-        if isinstance(hook, GlobalTopK):
-            hook(model)
+    hook = GlobalTopK.of(model)
+    if hook is not None:
+        hook(model)
     for _, layer in coefficient_layers(model):
         if isinstance(layer, MaskedLayer) and hasattr(layer, "refresh") and not layer.training:
             layer.refresh()
@@ -202,9 +207,7 @@ def freeze(model: nn.Module) -> nn.Module:
             for n, m in named.items():
                 fixed.set(n, m)
             layer.mask = fixed
-    for hook_id, hook in list(model._forward_pre_hooks.items()):
-        if isinstance(hook, GlobalTopK):
-            del model._forward_pre_hooks[hook_id]
+    GlobalTopK.remove(model)
     return model
 
 
@@ -219,7 +222,7 @@ def load_masks(model: nn.Module, source) -> nn.Module:
     Unmasked supported layers are wrapped first; supermask layers are frozen to fixed masks.
     """
     if not isinstance(source, dict):
-        payload = torch.load(source, weights_only=False)
+        payload = torch.load(source, weights_only=True)  # data only: never runs code from the file
         if payload.get("format") != "equislt.masks/1":
             raise ValueError(f"load_masks: {source} is not an equislt mask file")
         source = unpack_all(payload["masks"])
@@ -245,9 +248,7 @@ def fold(model: nn.Module) -> nn.Module:
     for path, layer in list(coefficient_layers(model)):
         if isinstance(layer, MaskedLayer):
             model = replace_module(model, path, layer.unmasked())
-    for hook_id, hook in list(model._forward_pre_hooks.items()):
-        if isinstance(hook, GlobalTopK):
-            del model._forward_pre_hooks[hook_id]
+    GlobalTopK.remove(model)
     return model
 
 

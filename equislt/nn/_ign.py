@@ -23,8 +23,8 @@ from typing import Dict, List, Optional, Tuple
 import torch
 from torch import nn
 
-from ..basis._ign import (NORMALISATIONS, IGNBlock, ign_basis_tensor, ign_partitions, partition_blocks,
-                          partitions_tensor, set_partitions)
+from ..basis import (NORMALISATIONS, IGNBlock, ign_basis_tensor, ign_partitions, partition_blocks, partitions_tensor,
+                     set_partitions)
 from ._masked import MaskedLayer
 
 __all__ = ["IGNLinear", "MaskedIGNLinear", "node_mask_power"]

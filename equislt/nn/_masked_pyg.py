@@ -13,6 +13,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch_geometric.nn.dense.linear import Linear
 
+from .._compat import check_materialised
 from ._masked import MaskedLayer
 
 __all__ = ["MaskedPyGLinear"]
@@ -25,9 +26,7 @@ class MaskedPyGLinear(MaskedLayer, Linear):
 
     @classmethod
     def wrap(cls, layer: nn.Module, mask: nn.Module) -> "MaskedPyGLinear":
-        if isinstance(getattr(layer, "weight", None), nn.parameter.UninitializedParameter):
-            raise ValueError(f"MaskedPyGLinear: PyG Linear(in_channels=-1, out_channels={layer.out_channels}) is lazy "
-                             "and not initialised yet; run one forward pass (or give in_channels) before masking it")
+        check_materialised(layer, "MaskedPyGLinear")
         return super().wrap(layer, mask)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

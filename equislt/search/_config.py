@@ -10,12 +10,13 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Dict, Optional
 
+from ..nn import WEIGHT_INITS
+
 __all__ = ["SearchConfig", "load_config"]
 
 SCOPES = ("layer", "global")
 OPTIMIZERS = ("sgd", "adam")
 RAMP_SHAPES = ("linear", "cubic")
-WEIGHT_INITS = ("signed_constant", "normal", "uniform")
 
 # fields that do not change the result of a run: a checkpoint may be resumed with other values for them
 RUNTIME_FIELDS = ("out", "progress", "resume", "checkpoint_every", "log_every", "keep_checkpoints")

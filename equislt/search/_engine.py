@@ -19,14 +19,15 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from ..masks import Supermask, n_keep
+from ..masks import Supermask, count_masks, mask_digest, n_keep
+from ..models import Architecture
 from ..nn import GlobalTopK, MaskedLayer, coefficient_layers, masks_of, refresh, score_parameters
 from ._checkpoint import load_checkpoint, save_checkpoint
 from ._config import SearchConfig
 from ._distributed import DistributedContext, GlobalBatchSampler
+from ._recipe import random_network, search_ticket
 from ._registry import Task, build_model, build_task
 from ._schedule import scheduled_sparsity
-from ._ticket import mask_digest, random_network, search_ticket
 from ._train import recalibrate_batchnorm
 
 __all__ = ["Searcher", "run_search"]
@@ -36,12 +37,6 @@ def _version() -> str:
     from .. import __version__
 
     return __version__
-
-
-def _mask_counts(masks) -> Dict[str, float]:
-    total = sum(m.numel() for named in masks.values() for m in named.values())
-    kept = sum(int(m.sum()) for named in masks.values() for m in named.values())
-    return {"kept": kept, "total": total, "sparsity": 1.0 - kept / max(total, 1)}
 
 
 class Searcher:
@@ -64,7 +59,7 @@ class Searcher:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
             probe = build_model(config.model, config.model_kwargs, self.task)
-        self.architecture = dict(probe.equislt_architecture)
+        self.architecture = Architecture.of(probe)
         layers = [p for p, _ in coefficient_layers(probe)]
         if not layers:
             raise ValueError(f"search: model {config.model!r} has no layer equislt can mask")
@@ -117,9 +112,7 @@ class Searcher:
     def set_sparsity(self, sparsity: float) -> None:
         """Apply ``sparsity`` now: per-layer ``_keep`` counts, or the global hook's budget."""
         if self.config.scope == "global":
-            for hook in self.model._forward_pre_hooks.values():
-                if isinstance(hook, GlobalTopK):
-                    hook.sparsity = float(sparsity)
+            GlobalTopK.of(self.model).sparsity = float(sparsity)
             return
         for _, layer in coefficient_layers(self.model):
             if isinstance(layer, MaskedLayer) and isinstance(layer.mask, Supermask):
@@ -288,15 +281,15 @@ class Searcher:
         if self.config.recalibrate_bn:
             self.recalibrate()
         accuracy = self.evaluate()
-        counts = _mask_counts(masks_of(self.model))
+        counts = count_masks(masks_of(self.model))
         self.epoch += 1
         self.batch = 0
         # wall time of this epoch's steps in this process (partial after a resume; None if resumed at its end)
         seconds = self.epoch_seconds[self.epoch - 1]
         self._metrics({"kind": "epoch", "step": self.step, "epoch": self.epoch, "test_accuracy": accuracy,
-                       "sparsity": counts["sparsity"], "epoch_seconds": seconds})
+                       "sparsity": counts.sparsity, "epoch_seconds": seconds})
         self.log(f"epoch {self.epoch}/{self.config.epochs}: test accuracy {accuracy:.4f}, "
-                 f"sparsity {counts['sparsity']:.3f}" + (f", {seconds:.1f} s" if seconds else ""))
+                 f"sparsity {counts.sparsity:.3f}" + (f", {seconds:.1f} s" if seconds else ""))
         self.save_checkpoint()
 
     def _finish(self) -> dict:
@@ -308,7 +301,7 @@ class Searcher:
         masks = masks_of(self.model)
         digest = mask_digest(masks)
         digests = self.ctx.gather_objects(digest)
-        counts = _mask_counts(masks)
+        counts = count_masks(masks)
         all_coefficients = sum(p.numel() for n, p in self.model.named_parameters()
                                if not n.endswith("_scores") and any(n.startswith(f"{path}.") for path, _ in
                                                                    coefficient_layers(self.model)))
@@ -317,8 +310,8 @@ class Searcher:
                                metadata={"test_accuracy": accuracy, "config": c.as_dict()})
         result = {
             "version": _version(), "config": c.as_dict(), "seed": c.seed, "world_size": self.ctx.world_size,
-            "steps": self.step, "test_accuracy": accuracy, "sparsity": counts["sparsity"],
-            "coefficients_kept": counts["kept"], "coefficients_masked": counts["total"],
+            "steps": self.step, "test_accuracy": accuracy, "sparsity": counts.sparsity,
+            "coefficients_kept": counts.kept, "coefficients_masked": counts.total,
             "coefficients_all_layers": all_coefficients, "density_per_layer": per_layer,
             "epoch_seconds": self.epoch_seconds,
             "mean_epoch_seconds": (float(np.mean([t for t in self.epoch_seconds if t is not None]))
@@ -341,8 +334,8 @@ class Searcher:
             except ImportError:
                 pass
         self.ctx.barrier()  # rank 0 has written the ticket when any process returns
-        self.log(f"search done: test accuracy {accuracy:.4f} at sparsity {counts['sparsity']:.3f} "
-                 f"({counts['kept']}/{counts['total']} coefficients kept)"
+        self.log(f"search done: test accuracy {accuracy:.4f} at sparsity {counts.sparsity:.3f} "
+                 f"({counts.kept}/{counts.total} coefficients kept)"
                  + (f"; ticket saved to {self.out / 'ticket.pt'}" if self.out else ""))
         return result
 

@@ -1,18 +1,21 @@
 """Models and data sets a search can name (``SearchConfig.model`` / ``SearchConfig.data``).
 
 A data set entry returns a :class:`Task`: train/test sets, how to batch them, and how a batch becomes
-``(logits, labels)`` for a model. A model entry builds the (random) network; its ``equislt_architecture``
-records how, so a ticket regenerates it from the seed.
+``(logits, labels)`` for a model. A model entry names a registered architecture factory
+(:func:`equislt.register_model`), the kind of data it reads and the size arguments the data set fills in; the
+network records its :class:`~equislt.models.Architecture`, so a ticket regenerates it from the seed.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import torch
 from torch import nn
 
-__all__ = ["MODELS", "DATASETS", "Task", "build_model", "build_task"]
+from ..models import Architecture, graph_logits
+
+__all__ = ["MODELS", "DATASETS", "ModelEntry", "Task", "build_model", "build_task", "model_architecture"]
 
 
 @dataclass
@@ -39,15 +42,7 @@ class Task:
 
     def logits_and_labels(self, model: nn.Module, batch):
         if self.kind == "graph":
-            labels = batch.y.view(-1)
-            from ..models import IGN
-
-            inner = getattr(model, "module", model)
-            if isinstance(inner, IGN):
-                from ..data._graphs import dense_graph_batch
-
-                return model(*dense_graph_batch(batch)), labels
-            return model(batch.x.float(), batch.edge_index, batch.batch), labels
+            return graph_logits(model, batch), batch.y.view(-1)
         return model(batch[0]), batch[1]
 
 
@@ -119,44 +114,25 @@ _DATA_KINDS = {"rotated_digits": "image", "graph_atlas": "graph"}
 FROM_PATH: Dict[str, Callable[..., Task]] = {"image": _idx_directory, "graph": _graph_file}
 
 
-def _steerable(**kw):
-    from ..models import steerable_cnn
+@dataclass(frozen=True)
+class ModelEntry:
+    """A model a search can name: its registered architecture ``factory``, the ``kind`` of data it reads
+    (``"image"`` or ``"graph"``), and the factory arguments filled in from the data set when not given."""
 
-    return steerable_cnn(**kw)
-
-
-def _plain(**kw):
-    from ..models import plain_cnn
-
-    return plain_cnn(**kw)
+    factory: str
+    kind: str
+    data_keys: Tuple[str, ...]
 
 
-def _gin(in_channels: int, out_channels: int, hidden_channels: int = 32, num_layers: int = 3):
-    from ..models import gin_classifier
-
-    return gin_classifier(in_channels, hidden_channels, out_channels, num_layers)
-
-
-def _gcn(in_channels: int, out_channels: int, hidden_channels: int = 32, num_layers: int = 3):
-    from ..models import gcn_classifier
-
-    return gcn_classifier(in_channels, hidden_channels, out_channels, num_layers)
-
-
-def _ign(in_channels: int, out_channels: int, hidden_channels: int = 16, num_layers: int = 2, order: int = 2):
-    from ..models import IGN
-
-    # dense_graph_batch gives 1 + F channels (adjacency + node features on the diagonal)
-    return IGN(in_channels + 1, hidden_channels, out_channels, num_layers=num_layers, order=order)
-
-
-MODELS: Dict[str, Callable[..., nn.Module]] = {"steerable_cnn": _steerable, "plain_cnn": _plain, "gin": _gin,
-                                               "gcn": _gcn, "ign": _ign}
-_IMAGE_KEYS = {"steerable_cnn": ("num_classes", "input_size", "in_channels"),
-               "plain_cnn": ("num_classes", "input_size", "in_channels"),
-               "gin": ("in_channels", "out_channels"), "gcn": ("in_channels", "out_channels"),
-               "ign": ("in_channels", "out_channels")}
-_KINDS = {"steerable_cnn": "image", "plain_cnn": "image", "gin": "graph", "gcn": "graph", "ign": "graph"}
+_IMAGE_KEYS = ("num_classes", "input_size", "in_channels")
+_GRAPH_KEYS = ("in_channels", "out_channels")
+MODELS: Dict[str, ModelEntry] = {
+    "steerable_cnn": ModelEntry("equislt.steerable_cnn", "image", _IMAGE_KEYS),
+    "plain_cnn": ModelEntry("equislt.plain_cnn", "image", _IMAGE_KEYS),
+    "gin": ModelEntry("equislt.gin", "graph", _GRAPH_KEYS),
+    "gcn": ModelEntry("equislt.gcn", "graph", _GRAPH_KEYS),
+    "ign": ModelEntry("equislt.ign", "graph", _GRAPH_KEYS),
+}
 
 
 def build_task(name: str, kwargs: Dict[str, Any], data_path: Optional[str] = None) -> Task:
@@ -176,23 +152,25 @@ def build_task(name: str, kwargs: Dict[str, Any], data_path: Optional[str] = Non
         raise ValueError(f"SearchConfig.data_kwargs for {name!r}: {err}") from err
 
 
-def build_model(name: str, kwargs: Optional[Dict[str, Any]] = None, task: Optional[Task] = None) -> nn.Module:
-    """Build registry model ``name`` (missing size arguments filled in from ``task``); records its architecture."""
+def model_architecture(name: str, kwargs: Optional[Dict[str, Any]] = None, task: Optional[Task] = None) -> Architecture:
+    """The architecture of search model ``name`` (missing size arguments filled in from ``task``)."""
     if name not in MODELS:
         raise ValueError(f"SearchConfig.model: unknown model {name!r}; known: {sorted(MODELS)}")
-    kwargs = dict(kwargs or {})
+    entry, kwargs = MODELS[name], dict(kwargs or {})
     if task is not None:
-        if _KINDS[name] != task.kind:
-            raise ValueError(f"SearchConfig.model {name!r} takes {_KINDS[name]} data, but the data set gives "
+        if entry.kind != task.kind:
+            raise ValueError(f"SearchConfig.model {name!r} takes {entry.kind} data, but the data set gives "
                              f"{task.kind} batches")
-        for key in _IMAGE_KEYS[name]:
+        for key in entry.data_keys:
             if key in task.model_defaults:
                 kwargs.setdefault(key, task.model_defaults[key])
+    return Architecture(entry.factory, kwargs)
+
+
+def build_model(name: str, kwargs: Optional[Dict[str, Any]] = None, task: Optional[Task] = None) -> nn.Module:
+    """Build search model ``name`` (:func:`model_architecture`); the model records its architecture."""
+    architecture = model_architecture(name, kwargs, task)
     try:
-        model = MODELS[name](**kwargs)
-    except TypeError as err:
+        return architecture.build()
+    except ValueError as err:
         raise ValueError(f"SearchConfig.model_kwargs for {name!r}: {err}") from err
-    if getattr(model, "equislt_architecture", None) is None:
-        model.equislt_architecture = {"factory": "equislt.search._registry:build_model",
-                                      "kwargs": {"name": name, "kwargs": kwargs}}
-    return model

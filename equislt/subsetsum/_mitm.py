@@ -15,8 +15,9 @@ sort of :math:`2^{h_1} + 2^{h_2}` numbers per row solves the row exactly:
 :mod:`._numba` (half sums generated already sorted by merging, then a linear
 scan: :math:`O(2^{N/2})`, rows in parallel).  The fallbacks process rows in
 memory-bounded chunks: batched torch ops (``torch.sort`` + labels) on
-accelerators (``backend="torch"``), and on CPU without numba a numpy value sort
-(set label in the lowest mantissa bit) over threads (``backend="numpy"``).
+accelerators (``backend="torch"``), and on CPU a numpy value sort (set label in
+the lowest mantissa bit) over threads (``backend="numpy"``: chosen explicitly,
+or for rows whose sums overflow the numba kernel's sentinels).
 
 *Fewest mode.*  With ``tol`` we look for a within-tolerance subset with the
 fewest elements: :math:`\min\{|S_A| + |S_B| : |a - u| \le \mathrm{tol}\}`.  Sort
@@ -41,7 +42,7 @@ from ._report import SubsetSumResult
 __all__ = ["BACKENDS", "MAX_N", "solve"]
 
 BACKENDS = ("numba", "numpy", "torch")
-"""Kernels :func:`solve` can use (``backend=``); ``"numba"`` needs numba installed."""
+"""Kernels :func:`solve` can use (``backend=``)."""
 
 MAX_N = 32
 """Largest ``N`` supported by :func:`solve` (2^16 half-sums per half and row)."""
@@ -50,19 +51,11 @@ _BIG = torch.iinfo(torch.int64).max // 4
 
 _CPU_CHUNK_BYTES = 2**22  # per-thread working set of the numpy CPU path
 
-_NUMBA: Any = False  # False: not tried yet; None: unavailable; else the module
-
-
 def _numba_module() -> Any:
-    """The compiled kernel module :mod:`._numba`, or ``None`` when numba is missing."""
-    global _NUMBA
-    if _NUMBA is False:
-        try:
-            from . import _numba as mod
-        except ImportError:
-            mod = None
-        _NUMBA = mod
-    return _NUMBA
+    """The compiled kernel module :mod:`._numba` (imported on first use: numba compiles its kernels then)."""
+    from . import _numba
+
+    return _numba
 
 
 _bits_cache: dict[tuple[int, str], torch.Tensor] = {}
@@ -200,12 +193,10 @@ def _pick_backend(backend: str | None, dev: torch.device, v: torch.Tensor, t: to
         raise ValueError(f"`backend` must be one of {BACKENDS} or None, got {backend!r}")
     if backend in ("numba", "numpy") and dev.type != "cpu":
         raise ValueError(f"`backend={backend!r}` runs on CPU only, got device {dev}")
-    if backend == "numba" and _numba_module() is None:
-        raise ValueError("`backend='numba'` requested but numba is not importable")
     if backend is None:
         if dev.type != "cpu":
             return "torch"
-        backend = "numba" if _numba_module() is not None else "numpy"
+        backend = "numba"
     if backend == "numba" and v.numel() > 0:
         # the compiled kernel uses +-inf sentinels: all subset sums must be finite
         vn, tn = v.numpy(), t.numpy()
@@ -266,8 +257,7 @@ def solve(
         Compute device (e.g. ``"cuda"``); defaults to the input's device.
     backend : {"numba", "numpy", "torch"}, optional
         Kernel (mainly for tests and benchmarks; see :data:`BACKENDS`).  Default:
-        ``"numba"`` on CPU when numba imports, else ``"numpy"`` on CPU and
-        ``"torch"`` on other devices.  ``"numba"``: compiled Horowitz--Sahni
+        ``"numba"`` on CPU and ``"torch"`` on other devices.  ``"numba"``: compiled Horowitz--Sahni
         (half sums generated sorted by merging + linear closest-pair scan, rows
         in parallel with ``numba.prange``; see :mod:`._numba`); it needs every
         subset sum to be finite, so batches with ``sum |x| + |t|`` overflowing

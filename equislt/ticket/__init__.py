@@ -1,4 +1,5 @@
-"""The ticket artifact shared by the construction and the search: seed + recipe + packed masks."""
+"""The ticket artifact shared by the construction and the search: seed + architecture + recipe + packed masks."""
+from ._recipe import CertificateLike, Recipe, recipe_class
 from ._ticket import FORMAT, Ticket
 
-__all__ = ["FORMAT", "Ticket"]
+__all__ = ["CertificateLike", "FORMAT", "Recipe", "Ticket", "recipe_class"]

@@ -14,11 +14,11 @@ from typing import List, Optional
 import torch
 from torch import nn
 
-from .._compat import tensor_of
+from .._compat import is_geometric, tensor_of
 from ..basis import blocks
-from ._families import Family, family_of
+from .families import Family, family_of
 
-__all__ = ["TargetLayer", "Trace", "analyse"]
+__all__ = ["TRACE_SAMPLES", "TargetLayer", "Trace", "Unit", "connected", "slice_inputs", "trace_target"]
 
 _PASSIVE = ("ReLU", "MaxPool1d", "MaxPool2d", "MaxPool3d", "AvgPool1d", "AvgPool2d", "AvgPool3d",
             "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "AdaptiveAvgPool3d", "AdaptiveMaxPool2d", "Flatten",
@@ -134,42 +134,15 @@ def _unsupported(path, module):
     return ValueError(f"construct: layer {path or '<root>'} ({name}) is not supported: {reason}")
 
 
-@torch.no_grad()
-def _affine_of_norm(norm: nn.Module, example: torch.Tensor):
-    """Per-channel ``(scale, shift)`` of an eval-mode norm, read off by evaluating it at 0 and 1."""
-    shape = (1, example.shape[1]) + (1,) * (example.dim() - 2)
-    zeros, ones = torch.zeros(shape), torch.ones(shape)
-    was_training = norm.training
-    norm.eval()  # running statistics, not the statistics of this probe batch
-    try:
-        if hasattr(norm, "in_type"):
-            from .._compat import import_escnn
-
-            gt = import_escnn().nn.GeometricTensor
-            shift = norm(gt(zeros, norm.in_type)).tensor
-            scale = norm(gt(ones, norm.in_type)).tensor - shift
-        else:
-            shift, scale = norm(zeros), norm(ones) - norm(zeros)
-    finally:
-        norm.train(was_training)
-    return scale.reshape(-1), shift.reshape(-1)
-
-
-def _field_channels(layer, field: int) -> slice:
-    out_type = getattr(layer, "out_type", None)
-    if out_type is None:
-        return slice(field, field + 1)
-    return slice(int(out_type.fields_start[field]), int(out_type.fields_end[field]))
-
-
 def _fold(layer: TargetLayer, norm: nn.Module, path: str, example: torch.Tensor) -> None:
-    scale, shift = _affine_of_norm(norm, example)
+    """Fold an eval-mode norm (a per-channel affine map) into the layer before it."""
+    scale, shift = layer.family.norm_affine(norm, example)
     weight_blocks = [b for b in blocks(layer.module) if b.tensor == layer.weight_name]
     alpha = layer.alpha.clone()
     for block in weight_blocks:
         theta = block.take(alpha).clone()
         for o, fld in enumerate(block.out_fields):
-            s = scale[_field_channels(layer.module, fld)]
+            s = scale[layer.family.field_channels(layer.module, fld)]
             if not torch.allclose(s, s[0].expand_as(s), rtol=1e-5, atol=1e-7):
                 raise ValueError(f"construct: batch norm {path} scales the channels of one field of "
                                  f"{layer.path} differently; only per-field norms (InnerBatchNorm) can be folded")
@@ -185,13 +158,34 @@ def _fold(layer: TargetLayer, norm: nn.Module, path: str, example: torch.Tensor)
 TRACE_SAMPLES = 128
 
 
-def analyse(target: nn.Module, inputs, input_nonnegative: bool = False) -> Trace:
+def trace_target(target: nn.Module, inputs, input_nonnegative: bool = False) -> Trace:
     """Trace ``target`` (in eval mode) on the first ``TRACE_SAMPLES`` of ``inputs`` and collect its layers with
     folded batch norms."""
-    trace = Trace()
-    handles, seen = [], set()
+    trace = Trace(units=_record_units(target, inputs))
+    previous: Optional[Unit] = None
+    for i, unit in enumerate(trace.units):
+        if unit.kind == "linear":
+            trace.layers.append(_target_layer(unit, trace.units[:i], input_nonnegative))
+        elif unit.kind == "norm":
+            if previous is None or previous.kind != "linear" or not torch.equal(previous.output, unit.inputs):
+                raise ValueError(f"construct: batch norm {unit.path} must directly follow a linear layer to be "
+                                 "folded into it")
+            reason = trace.layers[-1].family.norm_folding_unsupported
+            if reason:
+                raise ValueError(f"construct: batch norm {unit.path} after {trace.layers[-1].path} cannot be folded: "
+                                 f"{reason}")
+            _fold(trace.layers[-1], unit.module, unit.path, unit.inputs)
+        previous = unit
+    if not trace.layers:
+        raise ValueError("construct: the target has no linear layer the construction knows")
+    return trace
 
-    pending = {}
+
+def _record_units(target: nn.Module, inputs) -> List[Unit]:
+    """Run ``target`` once (eval mode, no grad) with hooks on its units; the units in call order with their
+    inputs, extra arguments and outputs."""
+    units: List[Unit] = []
+    handles, seen, pending = [], set(), {}
 
     def before(template):
         def record(module, args):
@@ -206,21 +200,19 @@ def analyse(target: nn.Module, inputs, input_nonnegative: bool = False) -> Trace
             # clones, recorded before the call: in-place ops (ReLU(inplace=True)) must not change them
             unit.inputs = _tensor(args).detach().clone()
             unit.extra = tuple(a.detach().clone() if torch.is_tensor(a) else a for a in args[1:])
-            trace.units.append(unit)
+            units.append(unit)
             pending[id(module)] = unit
         return record
 
-    def after(template):
-        def record(module, args, output):
-            pending.pop(id(module)).output = _tensor(output).detach().clone()
-        return record
+    def after(module, args, output):
+        pending.pop(id(module)).output = _tensor(output).detach().clone()
 
     for path, module, kind in _units(target):
         if kind is None:
             raise _unsupported(path, module)
         unit = Unit(path, module, kind)
         handles.append(module.register_forward_pre_hook(before(unit)))
-        handles.append(module.register_forward_hook(after(unit)))
+        handles.append(module.register_forward_hook(after))
     was_training = target.training
     target.eval()
     try:
@@ -230,36 +222,21 @@ def analyse(target: nn.Module, inputs, input_nonnegative: bool = False) -> Trace
         for h in handles:
             h.remove()
         target.train(was_training)
+    return units
 
-    previous: Optional[Unit] = None
-    for i, unit in enumerate(trace.units):
-        if unit.kind == "linear":
-            module = unit.module
-            family = family_of(module)
-            weight_name = next(b.tensor for b in blocks(module) if not b.is_bias)
-            trace.layers.append(TargetLayer(
-                path=unit.path, module=module, family=family, weight_name=weight_name,
-                alpha=getattr(module, weight_name).detach().clone(),
-                beta=family.bias_coefficients(module).float(), expansion=family.bias_expansion(module).float(),
-                input_nonnegative=(((_nonnegative(trace.units[:i], input_nonnegative)
-                                     and _reads_previous(trace.units[:i], unit))
-                                    or _after_functional_relu(trace.units[:i], unit))
-                                   and bool((unit.inputs >= 0).all())),
-                in_shape=tuple(unit.inputs.shape[1:]), out_shape=tuple(unit.output.shape[1:]),
-                n_nodes=_node_count(module, unit)))
-        elif unit.kind == "norm":
-            if previous is None or previous.kind != "linear" or not torch.equal(previous.output, unit.inputs):
-                raise ValueError(f"construct: batch norm {unit.path} must directly follow a linear layer to be "
-                                 "folded into it")
-            reason = getattr(trace.layers[-1].family, "norm_folding_unsupported", None)
-            if reason:
-                raise ValueError(f"construct: batch norm {unit.path} after {trace.layers[-1].path} cannot be folded: "
-                                 f"{reason}")
-            _fold(trace.layers[-1], unit.module, unit.path, unit.inputs)
-        previous = unit
-    if not trace.layers:
-        raise ValueError("construct: the target has no linear layer the construction knows")
-    return trace
+
+def _target_layer(unit: Unit, before: List[Unit], input_nonnegative: bool) -> TargetLayer:
+    module = unit.module
+    family = family_of(module)
+    weight_name = family.weight_name(module)
+    nonnegative = ((_nonnegative(before, input_nonnegative) and _reads_previous(before, unit))
+                   or _after_functional_relu(before, unit)) and bool((unit.inputs >= 0).all())
+    return TargetLayer(
+        path=unit.path, module=module, family=family, weight_name=weight_name,
+        alpha=getattr(module, weight_name).detach().clone(),
+        beta=family.bias_coefficients(module).float(), expansion=family.bias_expansion(module).float(),
+        input_nonnegative=nonnegative, in_shape=tuple(unit.inputs.shape[1:]), out_shape=tuple(unit.output.shape[1:]),
+        n_nodes=family.node_count(module, unit.inputs, unit.extra))
 
 
 def slice_inputs(inputs, count: int) -> tuple:
@@ -268,18 +245,8 @@ def slice_inputs(inputs, count: int) -> tuple:
     if isinstance(inputs, (tuple, list)):
         if any(torch.is_tensor(a) and not (a.is_floating_point() or a.dtype == torch.bool) for a in inputs[1:]):
             return tuple(inputs)  # (x, edge_index, ...): one graph (batch) of nodes, traced whole
-        return tuple(a[:count] if torch.is_tensor(a) or hasattr(a, "tensor") else a for a in inputs)
+        return tuple(a[:count] if torch.is_tensor(a) or is_geometric(a) else a for a in inputs)
     return (inputs[:count],)
-
-
-def _node_count(module, unit) -> Optional[int]:
-    """Padded node count of a graph layer's call: from its ``node_mask`` argument or its node axes."""
-    if not hasattr(module, "k_in"):
-        return None
-    mask = unit.extra[0] if unit.extra and torch.is_tensor(unit.extra[0]) else None
-    if mask is not None and mask.dim() == 2:
-        return int(mask.shape[-1])
-    return int(unit.inputs.shape[-1]) if module.k_in else None
 
 
 def _reads_previous(before: List[Unit], unit: Unit) -> bool:
@@ -287,9 +254,7 @@ def _reads_previous(before: List[Unit], unit: Unit) -> bool:
     change signs in between (e.g. a message-passing aggregation with arbitrary edge weights)."""
     if not before:
         return True
-    from ._certificate import _connected
-
-    return before[-1].output is not None and _connected(before[-1].output, unit.inputs)
+    return before[-1].output is not None and connected(before[-1].output, unit.inputs)
 
 
 def _after_functional_relu(before: List[Unit], unit: Unit) -> bool:
@@ -311,3 +276,15 @@ def _nonnegative(before: List[Unit], input_nonnegative: bool) -> bool:
         if name not in _SIGN_PRESERVING:
             return False
     return input_nonnegative
+
+
+def connected(output: torch.Tensor, inputs: torch.Tensor) -> bool:
+    """A unit reads the previous unit's output: unchanged, reshaped, averaged over trailing dims, or through a
+    functional ReLU (``x = torch.relu(layer(x))``: 1-Lipschitz, maps 0 to 0)."""
+    if output.numel() == inputs.numel():
+        return (torch.equal(output.reshape(-1), inputs.reshape(-1))
+                or torch.equal(torch.relu(output).reshape(-1), inputs.reshape(-1)))
+    if output.dim() > inputs.dim() and output.shape[: inputs.dim()] == inputs.shape:
+        mean = output.mean(dim=tuple(range(inputs.dim(), output.dim())))
+        return torch.allclose(mean, inputs, atol=1e-6, rtol=1e-5)
+    return False

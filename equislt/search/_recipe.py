@@ -1,0 +1,117 @@
+"""``SearchRecipe``: how a searched ticket is made again (the artifact is :class:`equislt.Ticket`).
+
+Seed + architecture + bit-packed masks regenerate the pruned random network bit-exactly: the architecture's
+registered factory is called under ``torch.manual_seed(seed)`` and the masked layers' coefficients are re-drawn
+from the seed per layer path (:func:`equislt.nn.supermask`). Batch-norm running statistics are estimated (not
+trained) with the final mask; they are saved with the ticket (a few numbers per channel) so that the regenerated
+network computes exactly what the search evaluated. Biprop coefficients are a function of the regenerated
+coefficients and the mask, and are recomputed after loading.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+import torch
+from torch import nn
+
+from ..masks import Supermask
+from ..models import Architecture
+from ..nn import coefficient_layers, export, freeze, load_masks, supermask
+from ..ticket import Recipe, Ticket
+
+__all__ = ["SearchRecipe", "random_network", "search_ticket"]
+
+
+def random_network(architecture: Architecture, seed: int, masked: Optional[List[str]] = None, sparsity: float = 0.0,
+                   scope: str = "layer", weight_init: str = "signed_constant") -> nn.Module:
+    """The random supermask network of a search: ``architecture`` built under ``seed``, then
+    :func:`~equislt.nn.supermask` on the layers whose paths are in ``masked`` (all supported layers if None)."""
+    if not isinstance(architecture, Architecture):
+        architecture = Architecture.from_dict(architecture)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = architecture.build()
+    paths = None if masked is None else set(masked)
+    return supermask(model, sparsity=sparsity, scope=scope, seed=seed, weight_init=weight_init,
+                     select=None if paths is None else (lambda p, _: p in paths))
+
+
+def batchnorm_state(model: nn.Module) -> Dict[str, torch.Tensor]:
+    """The running statistics of every batch-norm module (the only non-random state a ticket needs)."""
+    state = {}
+    for path, module in model.named_modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            for name, buffer in module.named_buffers(recurse=False):
+                if buffer is not None:
+                    state[f"{path}.{name}" if path else name] = buffer.detach().clone()
+    return state
+
+
+def load_batchnorm_state(model: nn.Module, state: Dict[str, torch.Tensor]) -> None:
+    with torch.no_grad():
+        for key, value in state.items():
+            path, _, name = key.rpartition(".")
+            getattr(model.get_submodule(path) if path else model, name).copy_(value)
+
+
+@dataclass
+class SearchRecipe(Recipe):
+    """A searched ticket (``Ticket.method == "search"``): which layers are masked, how their random coefficients
+    were drawn, and whether kept coefficients are binarised (biprop)."""
+
+    kind = "search"
+
+    masked: List[str] = field(default_factory=list)
+    weight_init: str = "signed_constant"
+    biprop: bool = False
+
+    def to_dict(self) -> dict:
+        return {"weight_init": self.weight_init, "masked": list(self.masked), "biprop": bool(self.biprop)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "SearchRecipe":
+        return cls(masked=list(data["masked"]), weight_init=data["weight_init"], biprop=bool(data.get("biprop")))
+
+    def state(self, network: nn.Module) -> dict:
+        """Batch-norm statistics are estimated (not trained) with the final mask: the ticket keeps them."""
+        return {"batchnorm": batchnorm_state(network)}
+
+    def regenerate(self, seed, architecture, masks, state, target=None) -> nn.Module:
+        if architecture is None:
+            raise ValueError("Ticket.load: this searched ticket records no architecture")
+        network = load_masks(random_network(architecture, seed, self.masked, weight_init=self.weight_init), masks)
+        if self.biprop:
+            from ._biprop import bake_biprop
+
+            bake_biprop(network)
+        load_batchnorm_state(network, state.get("batchnorm", {}))
+        return network
+
+    def export(self, network: nn.Module) -> nn.Module:
+        """A plain model with identical outputs (:func:`equislt.nn.export`; biprop coefficients baked in)."""
+        if self.biprop and any(isinstance(getattr(layer, "mask", None), Supermask)
+                               for _, layer in coefficient_layers(network)):
+            from ._biprop import bake_biprop
+
+            was = network.training
+            network.eval()
+            baked = bake_biprop(freeze(copy.deepcopy(network)))
+            network.train(was)
+            network = baked
+        return export(network).eval()
+
+    compile = export
+
+
+def search_ticket(network: nn.Module, seed: int, weight_init: str, metadata: Optional[dict] = None,
+                  biprop: bool = False) -> Ticket:
+    """The :class:`~equislt.Ticket` of a searched ``network`` (method ``"search"``)."""
+    architecture = Architecture.of(network)
+    if architecture is None:
+        raise ValueError("search ticket: the network records no architecture (build it from a registered factory: "
+                         "equislt.register_model)")
+    masked = [p for p, layer in coefficient_layers(network) if hasattr(layer, "mask")]
+    return Ticket(network=network, seed=seed, recipe=SearchRecipe(masked, weight_init, bool(biprop)),
+                  architecture=architecture, metadata=dict(metadata or {}))
