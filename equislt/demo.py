@@ -4,9 +4,10 @@
 2. ``method="construct"`` (default): build a random overparametrised C4 network from a seed and prune it
    by batched Subset-Sum so that it approximates the target (:func:`equislt.construct.construct`);
    ``method="search"``: learn supermask scores in a random wider copy (edge-popup);
-3. report target vs ticket accuracy (the ticket is the *pruned random network itself*), prediction
-   agreement, max output error, equivariance error under exact 90° rotations, counts and times; save
-   the target, the ticket and ``result.json``.
+3. report target vs ticket accuracy, prediction agreement, max output error, equivariance error under exact
+   90° rotations, counts and times; save the target, the ticket and ``result.json``. A constructed ticket runs
+   in its compact form (target-sized layers computing the pruned random network's function exactly, to float
+   rounding); a searched ticket is the pruned random network itself.
 """
 from __future__ import annotations
 
@@ -101,7 +102,7 @@ def run_demo(config: DemoConfig = DemoConfig(), log=print) -> dict:
 
         ticket = construct(target, images, tol=config.tol, seed=config.seed, input_nonnegative=True,
                            progress=config.progress)
-        network, certificate = ticket.network, ticket.certificate
+        network, certificate = ticket.compiled, ticket.certificate
         result["certificate"] = certificate.as_dict()
         kept, total = certificate.kept_coefficients, certificate.random_coefficients
     else:
@@ -116,7 +117,7 @@ def run_demo(config: DemoConfig = DemoConfig(), log=print) -> dict:
         counts = count_masks(slt_nn.masks_of(network))
         kept, total = counts.kept, counts.total
     seconds["ticket"] = time.perf_counter() - start
-    ticket_logits = _predict(network, images)  # the pruned random network itself
+    ticket_logits = _predict(network, images)
     ticket_acc = float((ticket_logits.argmax(1) == labels).float().mean())
     agreement = float((ticket_logits.argmax(1) == target_logits.argmax(1)).float().mean())
     max_error = float((ticket_logits - target_logits).abs().max())

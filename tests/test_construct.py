@@ -227,7 +227,7 @@ def test_widening_one_field_leaves_every_other_coefficient_unchanged(make):
         layers = [getattr(net, part) for net in nets]
         name = "weights" if hasattr(layers[0], "weights") else "weight"
         flats = [getattr(layer, name).detach().reshape(-1) for layer in layers]
-        positions = [_field_positions(net, part, side) for net in nets]
+        positions = [_field_positions(target[0], net, part) for net in nets]
         covered = [sum(p.numel() for p in pos) for pos in positions]
         assert covered == [f.numel() for f in flats]  # every coefficient belongs to one hidden copy
         for b, (p0, p1) in enumerate(zip(*positions)):
@@ -239,12 +239,13 @@ def test_widening_one_field_leaves_every_other_coefficient_unchanged(make):
     assert torch.equal(nets[0].bias.bias, nets[1].bias.bias)
 
 
-def _field_positions(block, part, side):
+def _field_positions(target_layer, block, part):
     """Per input field, the flat positions of its copies' coefficients in ``block.<part>`` (the weight tensor)."""
-    layer = getattr(block, part)
-    name = "weights" if hasattr(layer, "weights") else "weight"
-    tensor_blocks = [b for b in equislt.blocks(layer) if b.tensor == name and not b.is_bias]
-    return block.layout.field_positions(tensor_blocks, side)
+    from equislt.construct._build import LayerBlocks
+
+    lift, mix = LayerBlocks.of(target_layer).tensors(block.layout)
+    tensor = lift if part == "lift" else mix
+    return [tensor.field_positions(b) for b in range(block.layout.n_fields)]
 
 
 def _layer_over_tol(ticket):
@@ -252,7 +253,8 @@ def _layer_over_tol(ticket):
 
 
 def test_widen_fixes_a_failing_layer_by_widening_only_some_fields(tmp_path):
-    from equislt.construct._solve import solve_layer
+    from equislt.construct import LayerPlan
+    from equislt.construct._policy import Tolerance, solve_within_tolerance
     from equislt.construct._trace import trace_target
 
     torch.manual_seed(0)
@@ -274,8 +276,8 @@ def test_widen_fixes_a_failing_layer_by_widening_only_some_fields(tmp_path):
     block, block_report = ticket.network.get_submodule("0"), report.network.get_submodule("0")
     assert list(block.layout.widths) == [2 * n + plan.extra.get(b, 0) for b in range(24)]
     masks, masks_report = equislt.nn.masks_of(block), equislt.nn.masks_of(block_report)
-    positions = _field_positions(block, "mix", "in")
-    positions_report = _field_positions(block_report, "mix", "in")
+    positions = _field_positions(target[0], block, "mix")
+    positions_report = _field_positions(target[0], block_report, "mix")
     for b in range(24):
         p, q = positions[b], positions_report[b]
         assert torch.equal(block.mix.weight.reshape(-1)[p[:2 * n]], block_report.mix.weight.reshape(-1)[q])
@@ -283,9 +285,12 @@ def test_widen_fixes_a_failing_layer_by_widening_only_some_fields(tmp_path):
             assert torch.equal(masks["mix"]["weight"].reshape(-1)[p], masks_report["mix"]["weight"].reshape(-1)[q])
     # solving the widened block from scratch gives the masks the incremental re-solves wrote
     layer = trace_target(target, x, False).layers[0]
-    fresh = solve_layer(layer, block, tol)
-    assert all(torch.equal(masks[k][n], m) for k, named in equislt.nn.masks_of(block).items() for n, m in named.items())
-    assert int((fresh.weight_residual_pos.abs() > tol).sum() + (fresh.weight_residual_neg.abs() > tol).sum()) == 0
+    widened = LayerPlan.from_dict(plan.as_dict())
+    fresh = solve_within_tolerance(layer, widened, 0, Tolerance(tol, policy="report"), {})
+    assert widened.extra == plan.extra  # nothing more to widen
+    assert all(torch.equal(masks[part][name], mask) for part, named in fresh.masks.items()
+               for name, mask in named.items())
+    assert fresh.rows_over(tol) == 0
     # certificate, save -> load (bit-identical), compile (same function) with widened fields
     _check_ticket(target, ticket, torch.randn(32, 24), tmp_path)
     again = type(cert).from_dict(cert.as_dict())

@@ -81,19 +81,19 @@ def run_target(name, order, hidden, layers, lr, args, data, seed) -> dict:
     ticket = construct(target, (x_train[: args.trace], m_train[: args.trace]), tol=args.tol, policy="widen",
                        seed=seed, input_radius=radius, progress=False)
     construct_seconds = time.perf_counter() - t0
-    g = logits(ticket.network, xt, mt)
+    g = logits(ticket.compiled, xt, mt)
     row = {"model": name, "seed": seed, "order": order, "hidden": hidden, "layers": layers, "lr": lr,
            "target_parameters": count_parameters(target), "target_seconds": train_seconds,
            "construct_seconds": construct_seconds, **compare(f, g, yt), **certificate_summary(ticket.certificate),
            "max_test_error_within_bound": (float((f - g).abs().max()) <= ticket.certificate.bound)
            if ticket.certificate.bound is not None else None,
-           "permutation_invariance_error": {"ticket": invariance(ticket.network, xt, mt, args.equiv_graphs, seed),
+           "permutation_invariance_error": {"ticket": invariance(ticket.compiled, xt, mt, args.equiv_graphs, seed),
                                             "target": invariance(target, xt, mt, args.equiv_graphs, seed)},
            "sweep": []}
     for n in args.ns:
         swept = construct(target, (x_train[: args.trace], m_train[: args.trace]), tol=args.tol, n=n, policy="report",
                           seed=seed, input_radius=radius, progress=False)
-        row["sweep"].append(sweep_row(n, swept.certificate, f, logits(swept.network, xt, mt), yt))
+        row["sweep"].append(sweep_row(n, swept.certificate, f, logits(swept.compiled, xt, mt), yt))
     print(f"[{name} seed {seed}] target acc {row['target_accuracy']:.3f}, ticket acc {row['ticket_accuracy']:.3f}, "
           f"agree {row['prediction_agreement']:.3f}, max err {row['max_output_error']:.2e}, bound "
           f"{row['certified_bound']}, kept {row['counts']['kept']}/{row['counts']['random']} "
@@ -118,7 +118,7 @@ def run_search_tickets(args, data, seed) -> list:
             searcher.close()
         row = {"model": "2-IGN (random, searched)", "seed": seed, "hidden": args.search_hidden,
                "sparsity_requested": sparsity, "sparsity": result["sparsity"], "test_accuracy": result["test_accuracy"],
-               "permutation_invariance_error": invariance(searcher.ticket.network, xt, mt, args.equiv_graphs, seed),
+               "permutation_invariance_error": invariance(searcher.ticket.compiled, xt, mt, args.equiv_graphs, seed),
                "coefficients_masked": result["coefficients_masked"], "coefficients_kept": result["coefficients_kept"],
                "epochs": args.search_epochs, "accuracy_per_epoch": [h.get("test_accuracy") for h in result["history"]],
                "seconds": time.perf_counter() - t0}

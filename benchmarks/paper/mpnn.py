@@ -65,16 +65,16 @@ def ticket_row(name, target, inputs, y, eval_mask, args, train_seconds, seed) ->
     ticket = construct(target, inputs, tol=args.tol, policy="widen", seed=seed, progress=False)
     seconds = time.perf_counter() - t0
     with torch.no_grad():
-        f, g = target(*inputs), ticket.network.eval()(*inputs)
+        f, g = target(*inputs), ticket(*inputs)
     row = {"model": name, "seed": seed, "target_parameters": count_parameters(target), "target_seconds": train_seconds,
            "construct_seconds": seconds, **compare(f[eval_mask], g[eval_mask], y[eval_mask]),
            **certificate_summary(ticket.certificate),
-           "permutation_error": {"ticket": permutation_error(ticket.network, *inputs, seed=seed),
+           "permutation_error": {"ticket": permutation_error(ticket.compiled, *inputs, seed=seed),
                                  "target": permutation_error(target, *inputs, seed=seed)}, "sweep": []}
     for n in args.ns:
         swept = construct(target, inputs, tol=args.tol, n=n, policy="report", seed=seed, progress=False)
         with torch.no_grad():
-            g = swept.network.eval()(*inputs)
+            g = swept(*inputs)
         row["sweep"].append(sweep_row(n, swept.certificate, f[eval_mask], g[eval_mask], y[eval_mask]))
     print(f"[{name} seed {seed}] target acc {row['target_accuracy']:.3f}, ticket acc {row['ticket_accuracy']:.3f}, agree "
           f"{row['prediction_agreement']:.3f}, max err {row['max_output_error']:.2e}, kept "
@@ -134,7 +134,7 @@ def search_rows(name, data_kwargs, task, args, seed) -> list:
                    "sparsity": result["sparsity"], "test_accuracy": result["test_accuracy"],
                    "hidden": args.search_hidden, "coefficients_masked": result["coefficients_masked"],
                    "coefficients_kept": result["coefficients_kept"],
-                   "permutation_error": permutation_error(searcher.ticket.network, *inputs, seed=seed),
+                   "permutation_error": permutation_error(searcher.ticket.compiled, *inputs, seed=seed),
                    "seconds": time.perf_counter() - t0}
             rows.append(row)
             print(f"[{row['model']} seed {seed}] sparsity {row['sparsity']:.2f}: acc {row['test_accuracy']:.3f}, "

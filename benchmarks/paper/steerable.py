@@ -45,8 +45,8 @@ def invariance_errors(model, group: str, x: torch.Tensor) -> dict:
 
 
 def ticket_row(ticket, target_logits, x_test, y_test, x_equiv, label: dict) -> dict:
-    g = batched(ticket.network, x_test)
-    errors = invariance_errors(ticket.network, label["group"], x_equiv)
+    g = batched(ticket.compiled, x_test)
+    errors = invariance_errors(ticket.compiled, label["group"], x_equiv)
     return {**label, **compare(target_logits, g, y_test), **certificate_summary(ticket.certificate),
             "invariance_error": errors, "max_invariance_error": max(errors.values())}
 
@@ -96,7 +96,7 @@ def run_group(group: str, args, x_train_loader, test, seed: int) -> dict:
             result = searcher.run()
         finally:
             searcher.close()
-        errors = invariance_errors(searcher.ticket.network, group, x_equiv)
+        errors = invariance_errors(searcher.ticket.compiled, group, x_equiv)
         row = {"seed": seed, "sparsity_requested": sparsity, "sparsity": result["sparsity"],
                "test_accuracy": result["test_accuracy"], "invariance_error": errors,
                "max_invariance_error": max(errors.values()), "channels": list(args.search_channels),

@@ -1,30 +1,59 @@
 """The random overparametrised network: the target's module tree with every linear layer replaced by a random
 lift–mix block (:class:`~equislt.construct.LiftMix`, drawn from the seed) and every folded batch norm by an
-identity. The target's weights are not used: the same architecture, plans and seed give the same network."""
+identity. The target's weights are not used: the same architecture, plans and seed give the same network.
+
+The construction never builds it (it draws, solves and masks the coefficients through :class:`LayerBlocks`);
+it is built on request (``Ticket.network``), e.g. to check the compact form against it on small models.
+"""
 from __future__ import annotations
 
-import copy
-from typing import List
+from dataclasses import dataclass
+from typing import List, Optional, Tuple
 
 from torch import nn
 
-from ..nn import mask_model, replace_module
+from ..basis import blocks
+from ..nn import clone_module, mask_model, replace_module
 from ._draw import draw_block
-from ._layout import LayerPlan
-from .families import family_of
+from ._layout import HiddenLayout, LayerPlan, WideTensor, lift_identities
+from .families import Family, family_of
 
-__all__ = ["build_random_network", "copy_module", "random_block"]
+__all__ = ["LayerBlocks", "build_random_network", "random_block"]
 
 
-def copy_module(module: nn.Module) -> nn.Module:
-    """A deep copy, in train mode (escnn layers in eval mode hold a filter built with autograd on, which deepcopy
-    refuses; ``module`` is returned to its mode)."""
-    was_training = module.training
-    module.train()
-    try:
-        return copy.deepcopy(module)
-    finally:
-        module.train(was_training)
+@dataclass
+class LayerBlocks:
+    """What the random block of one target layer is made from: the weight blocks of a lift with one copy per
+    input field, and the target layer's own weight blocks (the mix's, with one copy per input field).
+    :meth:`tensors` gives the block's wide lift and mix for a hidden layout, without building them."""
+
+    family: Family
+    n_fields: int
+    lift_name: str
+    lift_blocks: list
+    lift_shape: Tuple[int, ...]
+    identities: list
+    mix_name: str
+    mix_blocks: list
+    mix_shape: Tuple[int, ...]
+
+    @classmethod
+    def of(cls, layer: nn.Module, family: Optional[Family] = None) -> "LayerBlocks":
+        family = family_of(layer) if family is None else family
+        n_fields = family.n_input_fields(layer)
+        small = family.lift(layer, [1] * n_fields)
+        lift_name = family.weight_name(small)
+        lift_blocks = [b for b in blocks(small) if b.tensor == lift_name and not b.is_bias]
+        mix_name = family.weight_name(layer)
+        mix_blocks = [b for b in blocks(layer) if b.tensor == mix_name and not b.is_bias]
+        return cls(family, n_fields, lift_name, lift_blocks, tuple(getattr(small, lift_name).shape),
+                   lift_identities(lift_blocks), mix_name, mix_blocks, tuple(getattr(layer, mix_name).shape))
+
+    def tensors(self, layout: HiddenLayout) -> Tuple[WideTensor, WideTensor]:
+        """``(lift, mix)``: the wide weight tensors of the block for ``layout``."""
+        lift = WideTensor.scaled(self.lift_name, "out", self.lift_blocks, self.lift_shape, layout, self.identities)
+        mix = WideTensor.scaled(self.mix_name, "in", self.mix_blocks, self.mix_shape, layout)
+        return lift, mix
 
 
 def random_block(target_layer: nn.Module, plan: LayerPlan, seed: int) -> nn.Module:
@@ -36,14 +65,14 @@ def random_block(target_layer: nn.Module, plan: LayerPlan, seed: int) -> nn.Modu
     mix = family.mix(target_layer, lift)
     bias = family.pooled_bias(target_layer, plan.bias_pool) if plan.bias_pool else None
     block = family.liftmix(lift, relu, mix, bias, plan.gain, layout)
-    draw_block(block, seed, plan.path)
+    draw_block(block, *LayerBlocks.of(target_layer, family).tensors(layout), seed, plan.path)
     return mask_model(block)
 
 
 def build_random_network(target: nn.Module, plans: List[LayerPlan], seed: int) -> nn.Module:
     """The random network for ``target``'s architecture (see the module docstring), masked all-ones, in eval
     mode, every parameter frozen."""
-    net = copy_module(target)
+    net = clone_module(target)
     for plan in plans:
         layer = net.get_submodule(plan.path)
         net = replace_module(net, plan.path, random_block(layer, plan, seed))

@@ -120,7 +120,7 @@ class LayerCertificate:
             coefficient_residual=quantiles(residuals), bias_residual=quantiles(solution.bias_residual),
             error_slope=slope, error_offset=offset, lipschitz=lipschitz if slope is not None else None,
             target_coefficients=n_target, random_coefficients=counts.total, kept_coefficients=counts.kept,
-            lower_bound=lower_bound(n_target, max_residual))
+            lower_bound=lower_bound(n_target, max_residual) if plan.gain else 0.0)
 
     @classmethod
     def from_dict(cls, data: dict) -> "LayerCertificate":
@@ -148,6 +148,7 @@ class Certificate:
     measured_relative_error: Optional[float] = None
     prediction_agreement: Optional[float] = None
     seconds: Dict[str, float] = field(default_factory=dict)
+    measured_on: str = "literal"  # the network the measured numbers come from: "compact" or "literal"
 
     @property
     def target_coefficients(self) -> int:
@@ -208,9 +209,9 @@ class Certificate:
         bound = f"{self.bound:.3g}" if self.bound is not None else f"unavailable ({self.bound_note})"
         lines.append(f"certified sup error over ||x|| <= {self.input_radius:.3g}: {bound}")
         if self.measured_max_error is not None:
-            lines.append(f"measured max |f(x) - g(x)| on the given inputs: {self.measured_max_error:.2e} "
-                         f"(relative {self.measured_relative_error:.2e}), prediction agreement "
-                         f"{self.prediction_agreement:.4f}")
+            lines.append(f"measured max |f(x) - g(x)| on the given inputs ({self.measured_on} network): "
+                         f"{self.measured_max_error:.2e} (relative {self.measured_relative_error:.2e}), prediction "
+                         f"agreement {self.prediction_agreement:.4f}")
         return "\n".join(lines)
 
 
@@ -248,6 +249,10 @@ def layer_error_terms(target, solution, gain: float) -> tuple:
 
 
 def _pool_factor(module) -> Optional[float]:
+    """``sqrt(Π ceil(k/s))`` for a pooling window ``k`` and stride ``s`` (``None``: no bound known, e.g. the
+    antialiased pools, which blur first)."""
+    if "Antialiased" in type(module).__name__:
+        return None
     kernel = getattr(module, "kernel_size", None)
     stride = getattr(module, "stride", None) or kernel
     if kernel is None:

@@ -1,68 +1,93 @@
-r"""``Ticket.compile()`` for constructed tickets: each pruned block folded into target-sized layers.
+r"""The compact form of a constructed ticket: each pruned block folded into target-sized layers.
 
 A pruned block computes ``c (Σ_b Σ_k [α̂⁺_{abk} B_k σ(x_b) + α̂⁻_{abk} B_k σ(−x_b)] + β̂)`` with
-``α̂⁺ = Σ_{t: u_t>0} u_t v_{atk}`` and ``α̂⁻ = Σ_{t: u_t<0} |u_t| v_{atk}`` over the kept coefficients, so it
-equals ``x ↦ c (W⁺ σ(x) + W⁻ σ(−x) + β̂)`` with two layers of the target's own type and basis (``W⁻`` is dropped
-when no negative copy is kept, i.e. the layer input is non-negative).
+``α̂⁺_{abk} = Σ_{t: u_t>0} u_t v_{atk}`` and ``α̂⁻_{abk} = Σ_{t: u_t<0} |u_t| v_{atk}`` over the kept copies ``t``
+of field ``b`` and the kept mix coefficients, so it equals ``x ↦ c (W⁺ σ(x) + W⁻ σ(−x) + β̂)`` with two layers of
+the target's own type and basis (``W⁻`` is dropped when no negative copy is kept, i.e. the layer input is
+non-negative). This is how a ticket runs: at the target's size, computed from the seed and the masks one input
+field at a time, without building the random network; it equals the literal pruned network to float rounding.
 """
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 import torch
 from torch import nn
 
-from ..basis import blocks
-from ..nn import replace_module
-from ._build import copy_module
+from ..nn import clone_module, replace_module
+from ._build import LayerBlocks
+from ._draw import bias_draw, field_draw
 from ._layout import LayerPlan
+from ._solve import put_field_values, same_type_groups
 from .families import family_of
 
-__all__ = ["compile_block", "compile_network"]
+__all__ = ["compact_block", "compact_network"]
+
+Masks = Dict[str, Dict[str, torch.Tensor]]
 
 
-def _folded_layer(family, mix, inputs, mix_blocks, v, weight, layout) -> nn.Module:
-    """A layer of the mix's type on ``inputs`` whose coefficient ``(a, b, k)`` is ``Σ_t weight[b, t] v[a, copy t
-    of b, k]``."""
-    layer = family.like(mix, inputs)
-    name = family.weight_name(layer)
-    coefficients = torch.zeros(getattr(layer, name).numel(), dtype=torch.float64)
-    for c_block in blocks(layer):
-        if c_block.is_bias:
-            continue
-        m_block = mix_blocks[(c_block.in_repr, c_block.out_repr)]
-        fields = torch.tensor(c_block.in_fields)
-        occ = layout.mix_occurrence(m_block, fields)  # [i, W]
-        vv = m_block.take(v)[:, occ, :]  # [o, i, W, K]
-        c_block.put(coefficients, torch.einsum("oitk,it->oik", vv, weight[fields]))
+def _folded_coefficients(blocks: LayerBlocks, plan: LayerPlan, seed: int, masks: Masks):
+    """``(W⁺, W⁻)`` in the layout of the target's weight tensor (float64), and whether a negative copy is kept."""
+    lift, mix = blocks.tensors(plan.layout(blocks.n_fields))
+    lift_mask = masks[f"{plan.path}.lift"][lift.name].reshape(-1)
+    mix_mask = masks[f"{plan.path}.mix"][mix.name].reshape(-1)
+    reference = torch.zeros(blocks.mix_shape, dtype=torch.float64)
+    folded = {"pos": reference.clone(), "neg": reference.clone()}
+    negative = False
+    for group in same_type_groups(range(blocks.n_fields), mix):
+        sums = {"pos": [], "neg": []}
+        for b in group:
+            column, positions = lift.identity(b)
+            u = field_draw(lift, b, seed, f"{plan.path}.lift")[:, column].double() * lift_mask[positions]
+            v = field_draw(mix, b, seed, f"{plan.path}.mix").double() * mix_mask[mix.field_positions(b)]
+            negative = negative or bool((u < 0).any())
+            sums["pos"].append((u.clamp(min=0)[:, None] * v).sum(dim=0))
+            sums["neg"].append(((-u).clamp(min=0)[:, None] * v).sum(dim=0))
+        for half in ("pos", "neg"):
+            put_field_values(group, mix, blocks.mix_blocks, folded[half], torch.stack(sums[half]))
+    return folded["pos"], folded["neg"], negative
+
+
+def _layer_with(family, layer: nn.Module, coefficients: torch.Tensor) -> nn.Module:
+    out = family.like(layer, family.inputs(layer))
+    name = family.weight_name(out)
     with torch.no_grad():
-        getattr(layer, name).copy_(coefficients.view_as(getattr(layer, name)))
-    return layer.eval()
+        getattr(out, name).copy_(coefficients.view_as(getattr(out, name)))
+    return out.eval()
 
 
-def compile_block(block) -> nn.Module:
-    """The compact form of one pruned block (see the module docstring)."""
-    lift, mix, layout = block.lift, block.mix, block.layout
-    family = family_of(mix)
-    lift_blocks = blocks(lift)
-    lift_name = family.weight_name(lift)
-    index = layout.identity_indices(lift_blocks)
-    coef = lift.coefficient(lift_name).detach().reshape(-1)
-    u = torch.where(index >= 0, coef[index.clamp(min=0)].double(), torch.zeros((), dtype=torch.float64))
-    mix_name = family.weight_name(mix)
-    v = mix.coefficient(mix_name).detach().double()
-    mix_blocks = {(b.in_repr, b.out_repr): b for b in blocks(mix) if b.tensor == mix_name}
-    inputs = family.inputs(lift)
-    layers: List[Optional[nn.Module]] = []
-    for weight in (u.clamp(min=0), (-u).clamp(min=0)):  # positive copies read σ(x), negative ones σ(−x)
-        keep = bool((weight > 0).any()) or not layers
-        layers.append(_folded_layer(family, mix, inputs, mix_blocks, v, weight, layout) if keep else None)
-    return family.compiled(layers[0], layers[1], block.bias, float(block.gain))
+def _pooled_bias(family, layer: nn.Module, plan: LayerPlan, seed: int, masks: Masks) -> Optional[nn.Module]:
+    """The block's pooled bias with the unkept pool entries zeroed (``vector()`` is then ``β̂``)."""
+    if not plan.bias_pool:
+        return None
+    bias = family.pooled_bias(layer, plan.bias_pool)
+    with torch.no_grad():
+        values = bias_draw(bias.bias.shape, seed, plan.path)
+        bias.bias.copy_(values * masks[f"{plan.path}.bias"]["bias"].to(values.dtype))
+    bias.bias.requires_grad_(False)
+    return bias
 
 
-def compile_network(network: nn.Module, plans: List[LayerPlan]) -> nn.Module:
-    """A copy of the pruned random network with every block compiled."""
-    compiled = copy_module(network)
+def compact_block(layer: nn.Module, plan: LayerPlan, seed: int, masks: Masks) -> nn.Module:
+    """The compact form of the pruned block that replaces ``layer`` (see the module docstring)."""
+    family = family_of(layer)
+    blocks = LayerBlocks.of(layer, family)
+    pos, neg, negative = _folded_coefficients(blocks, plan, seed, masks)
+    neg_layer = _layer_with(family, layer, neg) if negative else None
+    return family.compiled(_layer_with(family, layer, pos), neg_layer,
+                           _pooled_bias(family, layer, plan, seed, masks), float(plan.gain))
+
+
+def compact_network(target: nn.Module, plans: List[LayerPlan], seed: int, masks: Masks) -> nn.Module:
+    """The target's module tree with every replaced layer in its compact form and every folded batch norm an
+    identity (the target's weights are not used), in eval mode, every parameter frozen."""
+    net = clone_module(target)
     for plan in plans:
-        compiled = replace_module(compiled, plan.path, compile_block(compiled.get_submodule(plan.path)))
-    return compiled.eval()
+        layer = net.get_submodule(plan.path)
+        net = replace_module(net, plan.path, compact_block(layer, plan, seed, masks))
+        if plan.folded_norm:
+            identity = family_of(layer).folded_norm_identity(net.get_submodule(plan.folded_norm))
+            net = replace_module(net, plan.folded_norm, identity)
+    for param in net.parameters():
+        param.requires_grad_(False)
+    return net.eval()

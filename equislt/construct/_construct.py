@@ -10,16 +10,17 @@ from tqdm import tqdm
 from .._compat import tensor_of
 from ..masks import count_masks
 from ..models import Architecture
-from ..nn import masks_of
 from ..ticket import Ticket
-from ._build import build_random_network
+from ._build import LayerBlocks
 from ._certificate import Certificate, LayerCertificate, layer_error_terms, network_bound, timed
 from ._layout import LayerPlan
 from ._policy import Tolerance, solve_within_tolerance
 from ._recipe import ConstructRecipe
 from ._trace import trace_target
 
-__all__ = ["construct", "default_n"]
+__all__ = ["VERIFY", "construct", "default_n"]
+
+VERIFY = ("compact", "literal")
 
 
 def default_n(tol: float) -> int:
@@ -30,11 +31,15 @@ def default_n(tol: float) -> int:
 
 
 def _plan(layer, n: int) -> LayerPlan:
-    """Normalise so that ``|coefficient| ≤ 1/2``: there the products ``u·v`` (``u ~ U[0,1]``, ``v ~ U[-1,1]``) have
-    density ``≥ ln2/2``, a uniform component, which is what Lueker's random Subset-Sum theorem needs."""
-    largest = max(float(layer.alpha.abs().max()), float(layer.beta.abs().max()) if layer.beta.numel() else 0.0)
+    """Normalise every layer so that its largest coefficient is ``1/2``, whatever its scale (ReLU is positively
+    homogeneous, so the gain ``2 max|α|`` is folded back after the block): ``tol`` then means the same for
+    weights of any magnitude, and at ``|α| ≤ 1/2`` the products ``u·v`` (``u ~ U[0,1]``, ``v ~ U[-1,1]``) have
+    density ``≥ ln2/2``, a uniform component, which is what Lueker's random Subset-Sum theorem needs. A layer
+    whose coefficients are all zero gets gain 0: its block keeps nothing."""
+    largest = max(float(layer.alpha.abs().max()) if layer.alpha.numel() else 0.0,
+                  float(layer.beta.abs().max()) if layer.beta.numel() else 0.0)
     has_bias = layer.beta.numel() > 0 and bool(layer.beta.abs().max() > 0)
-    return LayerPlan(layer.path, copies=2 * n, bias_pool=n if has_bias else 0, gain=max(1.0, 2.0 * largest),
+    return LayerPlan(layer.path, copies=2 * n, bias_pool=n if has_bias else 0, gain=2.0 * largest,
                      folded_norm=layer.folded_norm)
 
 
@@ -49,7 +54,7 @@ def _radius(inputs, input_radius: Optional[float]) -> float:
 def construct(target: nn.Module, inputs, *, tol: float = 1e-3, n: Optional[int] = None,
               eps: Optional[float] = None, seed: int = 0, policy: str = "widen", max_n: int = 26,
               fewest: bool = False, input_nonnegative: bool = False, input_radius: Optional[float] = None,
-              progress: bool = True, log=None) -> Ticket:
+              verify: str = "compact", progress: bool = True, log=None) -> Ticket:
     r"""Prune a random overparametrised network to approximate ``target`` (Pensia et al. 2020 lifted to
     equivariant coefficients, Ferbach et al. 2023).
 
@@ -66,7 +71,8 @@ def construct(target: nn.Module, inputs, *, tol: float = 1e-3, n: Optional[int] 
     inputs : sample inputs: traced to learn the execution order, and used for the measured error. One batch,
         or a tuple of call arguments, ``target(*inputs)``: ``(x, node_mask)`` for an IGN (the first 128 graphs
         are traced), ``(x, edge_index)`` for a PyG model (traced whole).
-    tol : per-coefficient residual tolerance (in normalised units, coefficients scaled to ``|α| ≤ 1/2``).
+    tol : per-coefficient residual tolerance, relative: every layer is scaled so that its largest coefficient
+        is ``1/2`` (ReLU is positively homogeneous), so ``tol`` means the same for weights of any magnitude.
     n : ``N``, summands per pool (each input field gets ``2N`` hidden copies, about ``N`` of each sign);
         default :func:`default_n` of ``tol``.
     eps : optional end-to-end target: if the certified bound exceeds it, a ValueError reports both.
@@ -76,33 +82,44 @@ def construct(target: nn.Module, inputs, *, tol: float = 1e-3, n: Optional[int] 
     input_nonnegative : the network input is ``≥ 0`` (e.g. images in [0, 1]); the first layer then needs no
         negative pool. Later layers read ReLU outputs and are detected automatically.
     input_radius : ``R`` of the certified bound (default: the largest ``‖x‖₂`` among ``inputs``).
+    verify : which network the certificate's measured error and agreement come from: ``"compact"`` (default: the
+        form the ticket runs, target-sized) or ``"literal"`` (the pruned random network itself, built for the
+        purpose: about ``2N`` times wider than the target; for small models).
+
+    The random network is never built as modules: each layer's random coefficients are drawn from the seed one
+    chunk of input fields at a time, solved, and dropped; the ticket keeps the masks and runs in its compact form.
     """
     tolerance = Tolerance(tol, policy, max_n, fewest)
     n = default_n(tol) if n is None else int(n)
     if not 2 <= n <= max_n:
         raise ValueError(f"construct: n must be in [2, max_n={max_n}], got {n}")
-    seconds = {}
-    with timed(seconds, "build"):
+    if verify not in VERIFY:
+        raise ValueError(f"construct: verify must be one of {VERIFY}, got {verify!r}")
+    seconds = {"trace": 0.0, "draw": 0.0, "solve": 0.0}
+    with timed(seconds, "trace"):
         trace = trace_target(target, inputs, input_nonnegative)
         plans = [_plan(layer, n) for layer in trace.layers]
-        network = build_random_network(target, plans, seed)
-    seconds.setdefault("solve", 0.0)
-    certificate = Certificate(eps=eps, tol=tol, input_radius=0.0)
-    terms = {}
+    certificate, masks, terms = Certificate(eps=eps, tol=tol, input_radius=0.0), {}, {}
     for layer, plan in tqdm(list(zip(trace.layers, plans)), desc="construct", disable=not progress, leave=False):
-        network, solution = solve_within_tolerance(network, layer, plan, seed, tolerance, seconds)
+        solution = solve_within_tolerance(layer, plan, seed, tolerance, seconds, LayerBlocks.of(layer.module, layer.family))
+        block_masks = {f"{plan.path}.{part}": named for part, named in solution.masks.items()}
+        masks.update(block_masks)
         terms[layer.path] = layer_error_terms(layer, solution, plan.gain)
-        counts = count_masks(masks_of(network.get_submodule(plan.path)))
-        certificate.layers.append(LayerCertificate.of(layer, plan, solution, counts, terms[layer.path], tol))
+        certificate.layers.append(LayerCertificate.of(layer, plan, solution, count_masks(block_masks),
+                                                      terms[layer.path], tol))
+    ticket = Ticket(seed, ConstructRecipe(plans), masks, architecture=Architecture.of(target),
+                    certificate=certificate, target=target)
+    with timed(seconds, "compile"):
+        ticket.compiled
     with timed(seconds, "evaluate"):
         certificate.input_radius = _radius(inputs, input_radius)
         certificate.bound, certificate.bound_note = network_bound(trace, terms, certificate.input_radius)
-        certificate.measure(target, network.eval(), inputs)
+        certificate.measure(target, ticket.network if verify == "literal" else ticket.compiled, inputs)
+        certificate.measured_on = verify
     certificate.seconds = seconds
     if eps is not None and (certificate.bound is None or certificate.bound > eps):
         raise ValueError(f"construct: certified bound {certificate.bound} does not meet eps={eps} "
                          f"({certificate.bound_note or 'raise n or lower tol'})")
     if log is not None:
         log(certificate.summary())
-    return Ticket(network=network, seed=seed, recipe=ConstructRecipe(plans), architecture=Architecture.of(target),
-                  certificate=certificate)
+    return ticket

@@ -2,22 +2,22 @@
 
 ``widen`` gives each input field that owns a row over ``tol`` 4 more hidden copies (about 2 more summands per
 pool) while that row's pool has fewer than ``max_n`` summands (at most ``4·max_n`` copies per field, so it
-terminates); bias rows widen the bias pool by 2, up to ``max_n``. The draws are prefix-stable per field
-(:mod:`._draw`), so only this layer's block is drawn again and only the widened fields' rows are solved again.
-``report`` keeps the rows over ``tol`` and counts them in the certificate; ``raise`` fails naming the layer.
+terminates); bias rows widen the bias pool by 2, up to ``max_n``. A field's problems only involve its own copies
+and the draws are prefix-stable per field (:mod:`._draw`), so only the widened fields are drawn and solved again,
+chunk by chunk. ``report`` keeps the rows over ``tol`` and counts them in the certificate; ``raise`` fails naming
+the layer.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional
 
-from torch import nn
+import torch
 
-from ..nn import replace_module
-from ._build import random_block
+from ._build import LayerBlocks
 from ._certificate import timed
 from ._layout import LayerPlan
-from ._solve import LayerSolution, solve_layer
+from ._solve import FieldSolution, LayerSolution, field_chunks, field_targets, layer_solution, solve_bias, solve_fields
 
 __all__ = ["POLICIES", "Tolerance", "solve_within_tolerance"]
 
@@ -42,37 +42,70 @@ class Tolerance:
         if not 0 < self.tol < 1:
             raise ValueError(f"construct: tol must be in (0, 1), got {self.tol}")
 
-
-def _fields_to_widen(layer, plan: LayerPlan, solution: LayerSolution, tolerance: Tolerance) -> List[int]:
-    """Input fields owning a weight row over ``tol`` whose pool can still grow."""
-    over = solution.fields_over(layer, tolerance.tol)
-    return sorted({b for half, owners in over.items() for b in owners.tolist()
-                   if int(solution.pool_counts[half][b]) < tolerance.max_n
-                   and plan.copies_of(b) // 2 + 2 <= 2 * tolerance.max_n})
+    def can_grow(self, plan: LayerPlan, b: int, solution: FieldSolution) -> bool:
+        """Field ``b`` owns a row over ``tol`` in a half whose pool can still grow."""
+        over = solution.rows_over(self.tol)
+        return any(count and solution.pool_count[half] < self.max_n for half, count in over.items()) and \
+            plan.copies_of(b) // 2 + 2 <= 2 * self.max_n
 
 
-def solve_within_tolerance(network: nn.Module, layer, plan: LayerPlan, seed: int, tolerance: Tolerance,
-                           seconds: Dict[str, float]) -> Tuple[nn.Module, LayerSolution]:
-    """Solve one layer's block in ``network`` and apply the policy (see the module docstring); returns the
-    network (its block replaced where widened) and the final solution. Times go to ``seconds``."""
+def _halves(layer) -> list:
+    return [("pos", 1.0)] + ([("neg", -1.0)] if not layer.input_nonnegative else [])
+
+
+def _solve_weights(layer, plan: LayerPlan, blocks: LayerBlocks, seed: int, tolerance: Tolerance,
+                   seconds: Dict[str, float]) -> Dict[int, FieldSolution]:
+    """Every input field's problems, chunk by chunk, widening the fields the policy widens."""
+    alpha, halves = layer.alpha.double() / plan.gain, _halves(layer)
+    solutions: Dict[int, FieldSolution] = {}
+    lift, mix = blocks.tensors(plan.layout(blocks.n_fields))
+    for chunk in field_chunks(lift, mix, len(halves)):
+        pending: List[int] = chunk
+        while pending:
+            targets = field_targets(pending, mix, blocks.mix_blocks, alpha)
+            solutions.update(solve_fields(pending, lift, mix, targets, halves, seed, plan.path, tolerance.tol,
+                                          tolerance.fewest, seconds))
+            if tolerance.policy != "widen":
+                break
+            pending = [b for b in pending if tolerance.can_grow(plan, b, solutions[b])]
+            if pending:
+                plan.widen(pending, WIDEN_COPIES)
+                lift, mix = blocks.tensors(plan.layout(blocks.n_fields))
+    return solutions
+
+
+def _solve_bias(layer, plan: LayerPlan, seed: int, tolerance: Tolerance):
+    if not plan.bias_pool:
+        return None, None
+    beta = layer.beta.double() / plan.gain
+    while True:
+        mask, residual = solve_bias(beta, plan.bias_pool, seed, plan.path, tolerance.tol, tolerance.fewest)
+        over = bool((residual.abs() > tolerance.tol).any())
+        if tolerance.policy != "widen" or not over or plan.bias_pool + WIDEN_BIAS_POOL > tolerance.max_n:
+            return mask, residual
+        plan.bias_pool += WIDEN_BIAS_POOL
+
+
+def solve_within_tolerance(layer, plan: LayerPlan, seed: int, tolerance: Tolerance, seconds: Dict[str, float],
+                           blocks: Optional[LayerBlocks] = None) -> LayerSolution:
+    """Solve one layer's problems and apply the policy (see the module docstring); ``plan`` records the widths
+    the policy chose. A layer whose coefficients are all zero (``plan.gain == 0``) keeps nothing. Times go to
+    ``seconds`` (``draw``, ``solve``)."""
+    blocks = LayerBlocks.of(layer.module, layer.family) if blocks is None else blocks
+    halves = _halves(layer)
+    if plan.gain == 0:  # nothing to approximate: no problem, nothing kept
+        lift, mix = blocks.tensors(plan.layout(blocks.n_fields))
+        solution = layer_solution({}, lift, mix, blocks.mix_blocks, layer.alpha, halves)
+        solution.n_problems = 0
+        return solution
+    solutions = _solve_weights(layer, plan, blocks, seed, tolerance, seconds)
     with timed(seconds, "solve"):
-        solution = solve_layer(layer, network.get_submodule(plan.path), tolerance.tol, tolerance.fewest)
-    while tolerance.policy == "widen" and solution.rows_over(tolerance.tol):
-        grow = _fields_to_widen(layer, plan, solution, tolerance)
-        grow_bias = (solution.bias_rows_over(tolerance.tol) > 0 and 0 < plan.bias_pool
-                     and plan.bias_pool + WIDEN_BIAS_POOL <= tolerance.max_n)
-        if not grow and not grow_bias:
-            break
-        plan.widen(grow, WIDEN_COPIES)
-        if grow_bias:
-            plan.bias_pool += WIDEN_BIAS_POOL
-        with timed(seconds, "build"):
-            network = replace_module(network, plan.path, random_block(layer.module, plan, seed).eval())
-        with timed(seconds, "solve"):
-            solution = solve_layer(layer, network.get_submodule(plan.path), tolerance.tol, tolerance.fewest,
-                                   previous=solution, fields=grow)
+        bias_mask, bias_residual = _solve_bias(layer, plan, seed, tolerance)
+    lift, mix = blocks.tensors(plan.layout(blocks.n_fields))
+    solution = layer_solution(solutions, lift, mix, blocks.mix_blocks, layer.alpha, halves, bias_mask, bias_residual)
+    solution.rows_solved = int(torch.tensor([s.chosen.shape[1] for s in solutions.values()]).sum()) * len(halves)
     over = solution.rows_over(tolerance.tol)
     if over and tolerance.policy == "raise":
         raise ValueError(f"construct: {over} Subset-Sum rows of {plan.path} exceed tol={tolerance.tol} "
                          f"with N={plan.n}")
-    return network, solution
+    return solution

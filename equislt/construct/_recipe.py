@@ -1,7 +1,8 @@
 """``ConstructRecipe``: how a constructed ticket is made again (the artifact is :class:`equislt.Ticket`).
 
 The recipe is one :class:`~equislt.construct.LayerPlan` per replaced layer: with the seed and the target's
-architecture it regenerates the random network bit for bit, and the masks prune it.
+architecture it regenerates the random network bit for bit, and the masks prune it. The ticket runs in its
+compact form (:mod:`._compile`), which the same data rebuilds without the random network.
 """
 from __future__ import annotations
 
@@ -15,10 +16,19 @@ from ..nn import export, load_masks
 from ..ticket import Recipe
 from ._build import build_random_network
 from ._certificate import Certificate
-from ._compile import compile_network
+from ._compile import compact_network
 from ._layout import LayerPlan
 
 __all__ = ["ConstructRecipe"]
+
+
+def _target(architecture: Optional[Architecture], target: Optional[nn.Module]) -> nn.Module:
+    if target is not None:
+        return target
+    if architecture is None:
+        raise ValueError("Ticket: this ticket records no architecture; load it with target=<a model with the "
+                         "target's architecture>")
+    return architecture.build()
 
 
 @dataclass
@@ -37,19 +47,13 @@ class ConstructRecipe(Recipe):
     def from_dict(cls, data: dict) -> "ConstructRecipe":
         return cls([LayerPlan.from_dict(plan) for plan in data["plans"]])
 
-    def regenerate(self, seed, architecture: Optional[Architecture], masks, state, target=None) -> nn.Module:
-        if target is None:
-            if architecture is None:
-                raise ValueError("Ticket.load: this ticket records no architecture; pass target=<a model with the "
-                                 "target's architecture>")
-            target = architecture.build()
-        network = build_random_network(target, self.plans, seed)
-        return load_masks(network, masks)
+    def regenerate(self, seed, architecture, masks, state, target=None) -> nn.Module:
+        """The literal pruned random network (each replaced layer a :class:`~equislt.construct.LiftMix`)."""
+        return load_masks(build_random_network(_target(architecture, target), self.plans, seed), masks)
 
-    def compile(self, network: nn.Module) -> nn.Module:
-        """Each pruned block ``c (M2 σ(M1 ·) + bias)`` becomes ``x ↦ c (W⁺ σ(x) + W⁻ σ(−x) + β̂)`` with layers of
-        the target's type and basis (:mod:`equislt.construct._compile`)."""
-        return compile_network(network, self.plans)
+    def compact(self, seed, architecture, masks, state, target=None) -> nn.Module:
+        """Each pruned block as ``x ↦ c (W⁺ σ(x) + W⁻ σ(−x) + β̂)`` with layers of the target's type and basis."""
+        return compact_network(_target(architecture, target), self.plans, seed, masks)
 
     def export(self, network: nn.Module) -> nn.Module:
         return export(network).eval()

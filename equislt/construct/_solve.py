@@ -1,4 +1,4 @@
-r"""Turn one target layer into Subset-Sum problems over its random block, solve them, set the masks.
+r"""Turn one target layer into Subset-Sum problems over its (unbuilt) random block, solve them, keep the masks.
 
 Lift: hidden field ``j = offset_b + t`` (copy ``t`` of input field ``b``, :class:`~equislt.construct.HiddenLayout`)
 keeps only its identity coefficient ``u_j`` from input field ``b``. Because ``σ(u x) = u σ(x)`` for ``u > 0`` and
@@ -11,43 +11,62 @@ so for every target coefficient ``(a, b, k)`` one problem over the positive pool
 (``σ(−x) = 0``), the negative pool is pruned entirely and only the positive problems are solved. Bias
 coefficients are subset sums of their own pool of ``U[-1, 1]`` values.
 
-The steps: **pools** (the identity coefficients of each sign, at most ``min(MAX_N, w_b // 2 + 4)`` per field, the
-first ones of the sign) → **problems** (one row per coefficient and sign, all layers' rows in one batch) → the
-batched exact solve → **scatter** (residuals and chosen copies back to the target's coefficient layout) →
-**masks** of the lift, the mix and the bias. Rows are independent per input field, so after the policy widened
-some fields only their rows are solved again (``previous``/``fields``): the draws are prefix-stable, the other
-fields' pools and solutions are unchanged.
+The problems of input field ``b`` only involve its own copies, so the layer is solved **one chunk of input
+fields at a time** (fields of one type, as many as fit in ``CHUNK_BYTES``): draw the lift's identity
+coefficients and the mix's coefficients of the chunk's copies (:mod:`._draw`), form the **pools** (at most
+``min(MAX_N, w_b // 2 + 4)`` copies of each sign, the first ones), the **problems** (one row per coefficient and
+sign), solve them in one batched exact call, keep the chosen copies per field, and drop the draws. The masks of
+the wide lift and mix are written once at the end, from the final layout. Nothing of the width of the random
+network is ever built as a module.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch.nn import functional as F
 
-from ..basis import blocks
 from ..subsetsum import solve
+from ._certificate import timed
+from ._draw import bias_draw, field_draw
+from ._layout import HiddenLayout, WideTensor
 
-__all__ = ["LayerSolution", "Pools", "solve_layer"]
+__all__ = ["CHUNK_BYTES", "FieldSolution", "LayerSolution", "field_chunks", "field_targets", "layer_solution",
+           "put_field_values", "same_type_groups", "solve_bias", "solve_fields"]
 
-Key = Tuple[str, str, str]  # (input field type, output field type, half)
+CHUNK_BYTES = 2**28  # working memory of one chunk of input fields (draws and problems)
+_ROW_BYTES = 9 * 18  # one candidate of one problem: a float64 value and a valid flag, about N + 4 per row
+
+
+@dataclass
+class FieldSolution:
+    """The solution of input field ``b``'s problems: the copies whose identity coefficient the lift keeps
+    (``kept [w_b]``), the mix coefficients kept (``chosen [w_b, C_b]``, in the field's draw coordinates), the
+    residual of every problem per half (``[C_b]``, normalised units) and the pool sizes."""
+
+    kept: torch.Tensor
+    chosen: torch.Tensor
+    residual: Dict[str, torch.Tensor]
+    pool_count: Dict[str, int]
+
+    def rows_over(self, tol: float) -> Dict[str, int]:
+        return {half: int((r.abs() > tol).sum()) for half, r in self.residual.items()}
 
 
 @dataclass
 class LayerSolution:
-    """Residuals (``chosen sum − target``, in normalised units) of one layer's problems, and the chosen
-    subsets by copy: ``chosen[(in_repr, out_repr, half)]`` ``[n_out, n_in, K, longest]`` (bool, copy ``t`` of the
-    row's input field), which a partial re-solve after widening reuses."""
+    """Residuals (``chosen sum − target``, normalised units) of one layer's problems in the layout of the target's
+    weight coefficients (``weight_residual_neg`` all zeros when the input is non-negative) and of its bias, the
+    masks of the block's coefficient tensors (``{"lift": {name: mask}, "mix": ..., "bias": ...}``) and counts."""
 
-    weight_residual_pos: torch.Tensor  # layout of the target's weight coefficient tensor
-    weight_residual_neg: torch.Tensor  # same layout; all zeros when the input is non-negative
+    weight_residual_pos: torch.Tensor
+    weight_residual_neg: torch.Tensor
     bias_residual: torch.Tensor
     n_problems: int
+    masks: Dict[str, Dict[str, torch.Tensor]] = field(default_factory=dict, repr=False)
     pool_sizes: Dict[str, float] = field(default_factory=dict)
-    chosen: Dict[Key, torch.Tensor] = field(default_factory=dict, repr=False)
     rows_solved: int = 0
-    pool_counts: Dict[str, torch.Tensor] = field(default_factory=dict, repr=False)  # half -> [n_fields]
 
     def weight_rows_over(self, tol: float) -> int:
         return int((self.weight_residual_pos.abs() > tol).sum() + (self.weight_residual_neg.abs() > tol).sum())
@@ -66,71 +85,31 @@ class LayerSolution:
             parts.append(self.weight_residual_neg.reshape(-1))
         return torch.cat(parts)
 
-    def fields_over(self, target, tol: float) -> Dict[str, torch.Tensor]:
-        """Per half (``"pos"``, ``"neg"``), the input fields that own a weight row with ``|residual| > tol``
-        (sorted, long)."""
-        out = {}
-        for name, residual in (("pos", self.weight_residual_pos), ("neg", self.weight_residual_neg)):
-            over = residual.abs() > tol
-            found = set()
-            if bool(over.any()):
-                for t_block in _target_blocks(target):
-                    rows = t_block.take(over).reshape(t_block.shape).any(dim=2).any(dim=0)  # [i]
-                    found.update(t_block.in_fields[i] for i in torch.nonzero(rows).reshape(-1).tolist())
-            out[name] = torch.tensor(sorted(found), dtype=torch.long)
-        return out
 
-
-def _target_blocks(target) -> list:
-    return [b for b in blocks(target.module) if b.tensor == target.weight_name]
-
-
-@dataclass
-class Pools:
-    """The lift's identity coefficients ``u [F, longest]`` (float64, 0 in the padding), their positions ``index``
-    in the lift's flat weights, and the pools: the copies of each field with ``u > 0`` (``pos``) and ``u < 0``
-    (``neg``), capped; ``halves`` lists ``(name, pool, sign)`` of the halves that are solved."""
-
-    index: torch.Tensor
-    u: torch.Tensor
-    pos: torch.Tensor
-    neg: torch.Tensor
-    halves: List[Tuple[str, torch.Tensor, float]]
-
-    @classmethod
-    def of(cls, block, lift_blocks, use_negative: bool) -> "Pools":
-        layout = block.layout
-        index = layout.identity_indices(lift_blocks)
-        coef = getattr(block.lift, _weight_name(lift_blocks)).detach().reshape(-1)
-        u = torch.where(index >= 0, coef[index.clamp(min=0)].double(), torch.zeros((), dtype=torch.float64))
-        caps = layout.pool_caps()
-        pos, neg = _cap(u > 0, caps), _cap(u < 0, caps)
-        halves = [("pos", pos, 1.0)] + ([("neg", neg, -1.0)] if use_negative else [])
-        return cls(index, u, pos, neg, halves)
-
-    def lift_mask(self, numel: int) -> torch.Tensor:
-        """The lift keeps the identity coefficient of every copy in a solved pool."""
-        mask = torch.zeros(numel, dtype=torch.bool)
-        for _, pool, _ in self.halves:
-            mask[self.index[pool]] = True
-        return mask
-
-    def sizes(self) -> Dict[str, float]:
-        negative = float(self.neg.sum(1).double().mean()) if len(self.halves) > 1 else 0.0
-        return {"positive_mean": float(self.pos.sum(1).double().mean()), "negative_mean": negative}
-
-
-def _weight_name(layer_blocks) -> str:
-    return next(b.tensor for b in layer_blocks if not b.is_bias)
+def field_chunks(lift: WideTensor, mix: WideTensor, n_halves: int) -> List[List[int]]:
+    """Input fields grouped by type (their problems have one shape), in chunks of about ``CHUNK_BYTES``."""
+    chunks = []
+    for fields in same_type_groups(range(mix.layout.n_fields), mix):
+        chunk, size = [], 0
+        for b in fields:
+            w = int(mix.layout.widths[b])
+            need = w * (4 * mix.columns[b] + 8 * lift.columns[b]) + n_halves * mix.columns[b] * _ROW_BYTES
+            if chunk and size + need > CHUNK_BYTES:
+                chunks.append(chunk)
+                chunk, size = [], 0
+            chunk.append(b)
+            size += need
+        chunks.append(chunk)
+    return chunks
 
 
 def _cap(mask: torch.Tensor, cap: torch.Tensor) -> torch.Tensor:
-    """Keep at most ``cap[b]`` hidden slots of input field ``b`` (the first ones)."""
+    """Keep at most ``cap[f]`` slots of each row (the first ones)."""
     return mask & (torch.cumsum(mask.to(torch.int64), dim=1) <= cap[:, None])
 
 
 def _left_packed(mask: torch.Tensor):
-    """Per input field, the hidden slots where ``mask`` holds, left-packed: ``(index [F, L], valid [F, L])``."""
+    """Per row, the slots where ``mask`` holds, left-packed: ``(index [F, L], valid [F, L])``."""
     counts = mask.sum(dim=1)
     length = max(int(counts.max()) if counts.numel() else 0, 1)
     order = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)[:, :length]
@@ -138,144 +117,140 @@ def _left_packed(mask: torch.Tensor):
     return order, valid
 
 
-@dataclass
-class _Rows:
-    """The problems of one (target block, half): rows ``[n_out, selected in-fields, K]`` over pools ``order``."""
-
-    t_block: object
-    half: str
-    key: Key
-    selected: torch.Tensor
-    order: torch.Tensor
-    values: torch.Tensor
-    valid: torch.Tensor
-    targets: torch.Tensor
+def _identity_coefficients(fields: Sequence[int], lift: WideTensor, seed: int, path: str) -> torch.Tensor:
+    """``u [len(fields), longest]``: each copy's identity coefficient from its field (float64, 0 in the padding)."""
+    u = torch.zeros(len(fields), max(int(lift.layout.widths[b]) for b in fields), dtype=torch.float64)
+    for j, b in enumerate(fields):
+        column, _ = lift.identity(b)
+        draw = field_draw(lift, b, seed, f"{path}.lift")
+        u[j, :draw.shape[0]] = draw[:, column].double()
+    return u
 
 
-def _problems(target, block, mix_blocks, pools: Pools, alpha: torch.Tensor, redo) -> List[_Rows]:
-    """One :class:`_Rows` per target block and solved half (only the fields in ``redo``, or all if ``None``)."""
-    layout, mix_coef = block.layout, getattr(block.mix, _weight_name(mix_blocks.values())).detach()
-    out = []
-    for t_block in _target_blocks(target):
-        m_block = mix_blocks[(t_block.in_repr, t_block.out_repr)]
-        n_out, n_in, k = t_block.shape
-        in_fields = torch.tensor(t_block.in_fields)
-        occ = layout.mix_occurrence(m_block, in_fields)  # [i, W]
-        v_all = m_block.take(mix_coef)  # [o, hidden occurrences, K]
-        a_all = t_block.take(alpha)  # [o, i, K]
-        selected = torch.arange(n_in) if redo is None else torch.nonzero(redo[in_fields]).reshape(-1)
-        if selected.numel() == 0:
-            continue
-        for half, pool, sign in pools.halves:
-            order, valid = _left_packed(pool[in_fields[selected]])  # [s, L] copies t of each selected field
-            slot_occ = torch.gather(occ[selected], 1, order)  # [s, L] mix in-field occurrences
-            scale = torch.gather(pools.u[in_fields[selected]].abs(), 1, order)  # [s, L] |u_j|
-            values = v_all[:, slot_occ, :].double().permute(0, 1, 3, 2) * scale[None, :, None, :]  # [o, s, K, L]
-            n_sel, length = order.shape
-            out.append(_Rows(t_block, half, (t_block.in_repr, t_block.out_repr, half), selected, order,
-                             values.reshape(-1, length),
-                             valid[None, :, None, :].expand(n_out, n_sel, k, length).reshape(-1, length),
-                             (sign * a_all[:, selected]).reshape(-1)))
-    return out
+def field_targets(fields: Sequence[int], mix: WideTensor, target_blocks, coefficients: torch.Tensor) -> torch.Tensor:
+    """``[len(fields), C]``: the target's coefficients (layout of its weight tensor) in the columns of the fields'
+    draws; the fields must share one type."""
+    parts = []
+    for part in mix.parts[fields[0]]:
+        block = target_blocks[mix.source[part.block]]
+        occurrence = torch.tensor([block.in_fields.index(b) for b in fields])
+        parts.append(block.take(coefficients)[:, occurrence, :].permute(1, 0, 2).reshape(len(fields), -1))
+    return torch.cat(parts, dim=1)
 
 
-def _solve_rows(rows: List[_Rows], tol, fewest: bool):
-    """All rows of a layer in one batched exact call (pools padded to the longest)."""
-    width = max(r.values.shape[1] for r in rows)
-    values = torch.cat([F.pad(r.values, (0, width - r.values.shape[1])) for r in rows])
-    valid = torch.cat([F.pad(r.valid, (0, width - r.valid.shape[1])) for r in rows])
-    return solve(values, torch.cat([r.targets for r in rows]), valid, tol=tol, fewest=fewest and tol is not None)
+def put_field_values(fields: Sequence[int], mix: WideTensor, target_blocks, coefficients: torch.Tensor,
+                     values: torch.Tensor) -> None:
+    """Inverse of :func:`field_targets`: write ``values [len(fields), C]`` into ``coefficients`` (contiguous) in
+    place; the target's weight blocks are contiguous ranges (checked when ``mix`` was laid out)."""
+    column = 0
+    for part in mix.parts[fields[0]]:
+        block = target_blocks[mix.source[part.block]]
+        occurrence = torch.tensor([block.in_fields.index(b) for b in fields])
+        n_out, _, n_basis = block.shape
+        chunk = values[:, column:column + n_out * n_basis].reshape(len(fields), n_out, n_basis)
+        view = block.take(coefficients)  # a view: the block is one contiguous range
+        view[:, occurrence, :] = chunk.permute(1, 0, 2).to(view.dtype)
+        column += n_out * n_basis
 
 
-def _scatter(rows: List[_Rows], result, residuals: Dict[str, torch.Tensor], chosen: Dict[Key, torch.Tensor],
-             longest: int) -> None:
-    """Write each row's residual into the target's coefficient layout and its chosen copies into ``chosen``."""
-    start = 0
-    for r in rows:
-        n_out, _, k = r.t_block.shape
-        n_sel, length = r.order.shape
-        count = n_out * n_sel * k
-        part = result.chosen[start:start + count, :length].reshape(n_out, n_sel, k, length)
-        current = r.t_block.take(residuals[r.half]).clone()
-        current[:, r.selected] = result.residual[start:start + count].double().reshape(n_out, n_sel, k)
-        r.t_block.put(residuals[r.half], current)
-        start += count
-        dense = torch.zeros(n_out, n_sel, k, longest, dtype=torch.bool)
-        dense.scatter_(3, r.order[None, :, None, :].expand(n_out, n_sel, k, length), part)
-        chosen[r.key][:, r.selected] = dense
+def same_type_groups(fields: Sequence[int], mix: WideTensor) -> List[List[int]]:
+    """``fields`` grouped by type (fields of one type share the columns of their draws)."""
+    groups: Dict[Tuple, List[int]] = {}
+    for b in fields:
+        groups.setdefault(tuple(mix.blocks[p.block].in_repr for p in mix.parts[b]), []).append(b)
+    return list(groups.values())
 
 
-def _mix_mask(target, block, mix_blocks, chosen: Dict[Key, torch.Tensor], halves, numel: int) -> torch.Tensor:
-    """Keep mix coefficient ``index[o, occurrence of copy t of field i, k]`` for every chosen ``(o, i, k, t)``."""
-    mask = torch.zeros(numel, dtype=torch.bool)
-    for t_block in _target_blocks(target):
-        m_block = mix_blocks[(t_block.in_repr, t_block.out_repr)]
-        occ = block.layout.mix_occurrence(m_block, torch.tensor(t_block.in_fields))
-        for half, _, _ in halves:
-            o, i, kk, t = torch.nonzero(chosen[(t_block.in_repr, t_block.out_repr, half)], as_tuple=True)
-            mask[m_block.index[o, occ[i, t], kk]] = True
-    return mask
+def solve_fields(fields: Sequence[int], lift: WideTensor, mix: WideTensor, targets: torch.Tensor, halves,
+                 seed: int, path: str, tol, fewest: bool, seconds: Optional[Dict[str, float]] = None
+                 ) -> Dict[int, FieldSolution]:
+    """Solve the problems of ``fields`` (one type; ``targets [len(fields), C]`` normalised) in one batched call.
+    Times go to ``seconds`` (``draw``: the draws and the problems, ``solve``: the exact solver)."""
+    seconds = {} if seconds is None else seconds
+    with timed(seconds, "draw"):
+        pools, problems = _problems(fields, lift, mix, targets, halves, seed, path)
+    with timed(seconds, "solve"):
+        values, valid, goals, packing = problems
+        width = max(v.shape[1] for v in values)
+        result = solve(torch.cat([F.pad(v, (0, width - v.shape[1])) for v in values]), torch.cat(goals),
+                       torch.cat([F.pad(v, (0, width - v.shape[1])) for v in valid]), tol=tol,
+                       fewest=fewest and tol is not None)
+    return _field_solutions(fields, result, packing, pools, [int(mix.layout.widths[b]) for b in fields], halves)
 
 
-def _empty_chosen(target, halves, longest: int, previous: Optional[LayerSolution], redo) -> Dict[Key, torch.Tensor]:
-    """Chosen copies per (block, half): ``previous``'s for the fields not re-solved, empty elsewhere."""
-    chosen = {}
-    for t_block in _target_blocks(target):
-        n_out, n_in, k = t_block.shape
-        for half, _, _ in halves:
-            key = (t_block.in_repr, t_block.out_repr, half)
-            chosen[key] = torch.zeros(n_out, n_in, k, longest, dtype=torch.bool)
-            if redo is not None:
-                old, keep = previous.chosen[key], ~redo[torch.tensor(t_block.in_fields)]
-                chosen[key][:, keep, :, :old.shape[-1]] = old[:, keep]
-    return chosen
+def _problems(fields, lift: WideTensor, mix: WideTensor, targets, halves, seed: int, path: str):
+    """The draws of ``fields`` and their problems: one row per (field, column, half) over the half's pool."""
+    layout: HiddenLayout = mix.layout
+    widths = torch.tensor([int(layout.widths[b]) for b in fields])
+    u = _identity_coefficients(fields, lift, seed, path)  # [B, W]
+    caps = torch.tensor([layout.pool_cap(b) for b in fields])
+    pools = {"pos": _cap(u > 0, caps), "neg": _cap(u < 0, caps)}
+    n_fields, longest = u.shape
+    draws = torch.zeros(n_fields, longest, targets.shape[1], dtype=torch.float32)
+    for j, b in enumerate(fields):
+        draws[j, :widths[j]] = field_draw(mix, b, seed, f"{path}.mix")
+    values, valid, goals, packing = [], [], [], []
+    for half, sign in halves:
+        order, ok = _left_packed(pools[half])  # [B, L]: copies t of each field's pool
+        length = order.shape[1]
+        candidates = torch.gather(draws, 1, order[:, :, None].expand(-1, -1, draws.shape[2])).double()
+        scale = torch.gather(u.abs(), 1, order)  # |u_j|
+        values.append((candidates * scale[:, :, None]).permute(0, 2, 1).reshape(-1, length))  # [B·C, L]
+        valid.append(ok[:, None, :].expand(-1, targets.shape[1], -1).reshape(-1, length))
+        goals.append((sign * targets).reshape(-1))
+        packing.append((half, order))
+    return pools, (values, valid, goals, packing)
 
 
-def _solve_bias(target, block, tol, fewest: bool, gain: float) -> torch.Tensor:
-    """Bias coefficients as subset sums of their own pools; sets the bias mask; the residuals."""
-    if block.bias is None:
-        return torch.zeros(0, dtype=torch.float64)
-    pool_values = block.bias.bias.detach().double()
-    result = solve(pool_values, target.beta.double() / gain, tol=tol, fewest=fewest and tol is not None)
-    block.bias.mask.set("bias", result.chosen.view(pool_values.shape))
-    return result.residual
+def _field_solutions(fields, result, packing, pools, widths, halves) -> Dict[int, FieldSolution]:
+    """Each field's chosen copies (in its draw coordinates), residuals and pool sizes from the batched result."""
+    n_fields, longest = pools["pos"].shape
+    columns = result.residual.numel() // (n_fields * len(packing))
+    chosen = torch.zeros(n_fields, longest, columns, dtype=torch.bool)
+    residual, start = {}, 0
+    for half, order in packing:
+        rows, length = n_fields * columns, order.shape[1]
+        picked = result.chosen[start:start + rows, :length].reshape(n_fields, -1, length).permute(0, 2, 1)
+        index = order[:, :, None].expand(-1, -1, columns)
+        chosen.scatter_(1, index, picked | torch.gather(chosen, 1, index))
+        residual[half] = result.residual[start:start + rows].double().reshape(n_fields, -1)
+        start += rows
+    kept = pools["pos"] | (pools["neg"] if len(halves) > 1 else torch.zeros_like(pools["neg"]))
+    return {b: FieldSolution(kept[j, :widths[j]].clone(), chosen[j, :widths[j]].clone(),
+                             {half: residual[half][j].clone() for half, _ in halves},
+                             {half: int(pools[half][j].sum()) for half, _ in halves})
+            for j, b in enumerate(fields)}
 
 
-def solve_layer(target, block, tol, fewest: bool = False, previous: Optional[LayerSolution] = None,
-                fields: Optional[Iterable[int]] = None) -> LayerSolution:
-    """Solve the problems of one layer in one batched call and write the lift/mix/bias masks of ``block``.
+def solve_bias(targets: torch.Tensor, pool: int, seed: int, path: str, tol, fewest: bool):
+    """``(mask [n_bias, pool], residual [n_bias])``: every bias coefficient a subset sum of its own pool."""
+    values = bias_draw((targets.numel(), pool), seed, path).double()
+    result = solve(values, targets.double(), tol=tol, fewest=fewest and tol is not None)
+    return result.chosen.view(values.shape), result.residual
 
-    With ``previous`` (the solution of this layer before some input fields were widened) only the weight
-    rows of input fields in ``fields`` are solved; the others keep ``previous``'s subsets and residuals.
-    The bias problems are always solved.
-    """
-    lift_blocks, mix_blocks_all = blocks(block.lift), blocks(block.mix)  # once each: costly for large layers
-    mix_name = _weight_name(mix_blocks_all)
-    mix_blocks = {(b.in_repr, b.out_repr): b for b in mix_blocks_all if b.tensor == mix_name}
-    gain, layout = float(block.gain), block.layout
-    pools = Pools.of(block, lift_blocks, use_negative=not target.input_nonnegative)
-    lift_coef = getattr(block.lift, _weight_name(lift_blocks))
-    block.lift.mask.set(_weight_name(lift_blocks), pools.lift_mask(lift_coef.numel()).view(lift_coef.shape))
 
-    redo = None  # every field
-    if previous is not None and fields is not None:
-        redo = torch.zeros(layout.n_fields, dtype=torch.bool)
-        redo[torch.as_tensor(sorted(set(int(f) for f in fields)), dtype=torch.long)] = True
-    alpha = target.alpha.double() / gain
-    residuals = {"pos": torch.zeros_like(alpha), "neg": torch.zeros_like(alpha)}
-    if redo is not None:
-        residuals = {"pos": previous.weight_residual_pos.clone(), "neg": previous.weight_residual_neg.clone()}
-    chosen = _empty_chosen(target, pools.halves, layout.longest, previous, redo)
-    rows = _problems(target, block, mix_blocks, pools, alpha, redo)
-    if rows:
-        _scatter(rows, _solve_rows(rows, tol, fewest), residuals, chosen, layout.longest)
-    mix_coef = getattr(block.mix, mix_name)
-    block.mix.mask.set(mix_name, _mix_mask(target, block, mix_blocks, chosen, pools.halves,
-                                           mix_coef.numel()).view(mix_coef.shape))
-    bias_residual = _solve_bias(target, block, tol, fewest, gain)
+def layer_solution(solutions: Dict[int, FieldSolution], lift: WideTensor, mix: WideTensor, target_blocks,
+                   reference: torch.Tensor, halves, bias_mask=None, bias_residual=None) -> LayerSolution:
+    """Residuals in the target's layout and the block's masks, from every field's solution (final layout)."""
+    residuals = {"pos": torch.zeros_like(reference, dtype=torch.float64),
+                 "neg": torch.zeros_like(reference, dtype=torch.float64)}
+    lift_mask = torch.zeros(lift.numel, dtype=torch.bool)
+    mix_mask = torch.zeros(mix.numel, dtype=torch.bool)
+    for group in same_type_groups(sorted(solutions), mix):
+        for half, _ in halves:
+            values = torch.stack([solutions[b].residual[half] for b in group])
+            put_field_values(group, mix, target_blocks, residuals[half], values)
+    for b, solution in solutions.items():
+        lift_mask[lift.identity(b)[1][solution.kept]] = True
+        mix_mask[mix.field_positions(b)[solution.chosen]] = True
+    masks = {"lift": {lift.name: lift_mask.view(lift.shape)}, "mix": {mix.name: mix_mask.view(mix.shape)}}
+    if bias_mask is not None:
+        masks["bias"] = {"bias": bias_mask}
+    bias_residual = torch.zeros(0, dtype=torch.float64) if bias_residual is None else bias_residual.double()
+    counts = {half: torch.tensor([float(s.pool_count[half]) for s in solutions.values()]) for half, _ in halves}
     return LayerSolution(
         weight_residual_pos=residuals["pos"], weight_residual_neg=residuals["neg"], bias_residual=bias_residual,
-        n_problems=int(alpha.numel() * len(pools.halves) + bias_residual.numel()),
-        pool_sizes={**pools.sizes(), "columns": int(layout.pool_caps().max())}, chosen=chosen,
-        rows_solved=sum(int(r.targets.numel()) for r in rows) + int(bias_residual.numel()),
-        pool_counts={name: pool.sum(1) for name, pool, _ in pools.halves})
+        n_problems=int(reference.numel() * len(halves) + bias_residual.numel()), masks=masks,
+        pool_sizes={"positive_mean": float(counts["pos"].mean()) if counts["pos"].numel() else 0.0,
+                    "negative_mean": float(counts["neg"].mean()) if "neg" in counts and counts["neg"].numel() else 0.0,
+                    "columns": max((mix.layout.pool_cap(b) for b in range(mix.layout.n_fields)), default=0)})

@@ -21,10 +21,16 @@ from .families import Family, family_of
 __all__ = ["TRACE_SAMPLES", "TargetLayer", "Trace", "Unit", "connected", "slice_inputs", "trace_target"]
 
 _PASSIVE = ("ReLU", "MaxPool1d", "MaxPool2d", "MaxPool3d", "AvgPool1d", "AvgPool2d", "AvgPool3d",
-            "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "AdaptiveAvgPool3d", "AdaptiveMaxPool2d", "Flatten",
-            "Identity", "Dropout", "IdentityModule", "EscnnIdentity", "GroupPooling", "PointwiseMaxPool2D",
-            "PointwiseMaxPool", "PointwiseAvgPool2D", "PointwiseAvgPool", "PointwiseMaxPoolAntialiased2D",
-            "PointwiseAdaptiveAvgPool2D", "PointwiseAdaptiveMaxPool2D",
+            "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "AdaptiveAvgPool3d", "AdaptiveMaxPool1d", "AdaptiveMaxPool2d",
+            "AdaptiveMaxPool3d", "Flatten", "Identity", "Dropout", "IdentityModule", "EscnnIdentity", "GroupPooling",
+            # escnn's pointwise pools on permutation fields (2D and 3D; antialiased ones blur with a non-negative
+            # normalised filter first), which commute with ReLU's sign structure
+            "PointwiseMaxPool", "PointwiseMaxPool2D", "PointwiseMaxPool3D", "PointwiseAvgPool", "PointwiseAvgPool2D",
+            "PointwiseAvgPool3D", "PointwiseMaxPoolAntialiased", "PointwiseMaxPoolAntialiased2D",
+            "PointwiseMaxPoolAntialiased3D", "PointwiseAvgPoolAntialiased", "PointwiseAvgPoolAntialiased2D",
+            "PointwiseAvgPoolAntialiased3D", "PointwiseAdaptiveAvgPool", "PointwiseAdaptiveAvgPool2D",
+            "PointwiseAdaptiveAvgPool3D", "PointwiseAdaptiveMaxPool", "PointwiseAdaptiveMaxPool2D",
+            "PointwiseAdaptiveMaxPool3D",
             # PyG message passing: parameter-free (fixed) neighbourhood aggregations, glue between Linear layers
             "SumAggregation", "MeanAggregation", "MaxAggregation", "MinAggregation",
             "TrimToLayer")  # BasicGNN's neighbour-sampling trim: the identity without num_sampled_nodes

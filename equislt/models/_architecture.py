@@ -56,14 +56,19 @@ class Architecture:
     factory: str
     kwargs: Mapping[str, Any] = field(default_factory=dict)
 
-    def build(self) -> nn.Module:
-        """Call the registered factory; the model records this architecture (``model.equislt_architecture``)."""
+    def resolve(self) -> Callable[..., nn.Module]:
+        """The registered factory (an error that says how to register it if there is none)."""
         function = _FACTORIES.get(self.factory)
         if function is None:
             raise ValueError(f"architecture factory {self.factory!r} is not registered: equislt only calls factories "
                              f"registered in code. Register it before loading, "
                              f"equislt.register_model({self.factory!r})(your_factory), or pass target=<a model with "
                              f"this architecture> (registered: {sorted(_FACTORIES)})")
+        return function
+
+    def build(self) -> nn.Module:
+        """Call the registered factory; the model records this architecture (``model.equislt_architecture``)."""
+        function = self.resolve()
         try:
             model = function(**dict(self.kwargs))
         except TypeError as err:

@@ -1,6 +1,6 @@
 """Coefficient layers: masked / supermask versions of supported layers, ``OrbitLinear``, conversion."""
-from ._convert import (WEIGHT_INITS, GlobalTopK, coefficient_layers, export, fold, freeze, load_masks, mask_model,
-                       masks_of, refresh, replace_module, save_masks, score_parameters, supermask)
+from ._convert import (WEIGHT_INITS, GlobalTopK, clone_module, coefficient_layers, export, fold, freeze, load_masks,
+                       mask_model, masks_of, refresh, replace_module, save_masks, score_parameters, supermask)
 from ._ign import IGNLinear, MaskedIGNLinear, node_mask_power
 from ._masked import MaskedConv1d, MaskedConv2d, MaskedConv3d, MaskedLayer, MaskedLinear
 from ._streams import random_stream
@@ -17,6 +17,7 @@ __all__ = [
     "MaskedLayer",
     "MaskedLinear",
     "WEIGHT_INITS",
+    "clone_module",
     "coefficient_layers",
     "export",
     "fold",

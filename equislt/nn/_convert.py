@@ -4,7 +4,7 @@ Data flow: ``blocks`` (bases) → ``Masked*`` layers (this package) → masks �
 """
 from __future__ import annotations
 
-import copy
+import collections
 from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 import torch
@@ -19,6 +19,7 @@ from ._streams import random_stream
 __all__ = [
     "GlobalTopK",
     "WEIGHT_INITS",
+    "clone_module",
     "coefficient_layers",
     "export",
     "fold",
@@ -60,6 +61,42 @@ def _has_masked_class(module: nn.Module) -> bool:
         return True
     except TypeError:
         return False
+
+
+def clone_module(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` whose parameters and buffers are new tensors (detached clones) and whose submodules are
+    copies, sharing everything else: escnn field types, groups and representations, bases' index tables,
+    functions. Those are immutable descriptions (escnn itself shares bases between layers), and escnn's groups on
+    R³ cannot be deep-copied at all; a submodule reached under several paths stays one module. The copy keeps
+    each module's train/eval mode."""
+    memo = {}  # id of a module or tensor -> its copy (tied weights and shared modules stay shared)
+
+    def tensor(t):
+        if t is None:
+            return None
+        if id(t) not in memo:
+            clone = t.detach().clone()
+            memo[id(t)] = nn.Parameter(clone, requires_grad=t.requires_grad) if isinstance(t, nn.Parameter) else clone
+        return memo[id(t)]
+
+    def copy(module: nn.Module) -> nn.Module:
+        if id(module) in memo:
+            return memo[id(module)]
+        new = module.__class__.__new__(module.__class__)
+        memo[id(module)] = new
+        # containers (hook tables, the non-persistent buffer set, ...) are copied so the two modules never share
+        # their bookkeeping; their contents are shared
+        new.__dict__.update({k: _copy_container(v) for k, v in module.__dict__.items()})
+        new.__dict__["_parameters"] = {k: tensor(p) for k, p in module._parameters.items()}
+        new.__dict__["_buffers"] = {k: tensor(b) for k, b in module._buffers.items()}
+        new.__dict__["_modules"] = {k: None if m is None else copy(m) for k, m in module._modules.items()}
+        return new
+
+    return copy(model)
+
+
+def _copy_container(value):
+    return type(value)(value) if type(value) in (dict, list, set, collections.OrderedDict) else value
 
 
 def replace_module(model: nn.Module, path: str, new: nn.Module) -> nn.Module:
@@ -244,7 +281,7 @@ def load_masks(model: nn.Module, source) -> nn.Module:
 def fold(model: nn.Module) -> nn.Module:
     """A copy of ``model`` where every masked layer is its plain base layer with the zeros folded in."""
     refresh(model)
-    model = copy.deepcopy(model)
+    model = clone_module(model)
     for path, layer in list(coefficient_layers(model)):
         if isinstance(layer, MaskedLayer):
             model = replace_module(model, path, layer.unmasked())

@@ -9,7 +9,6 @@ coefficients and the mask, and are recomputed after loading.
 """
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
@@ -18,7 +17,7 @@ from torch import nn
 
 from ..masks import Supermask
 from ..models import Architecture
-from ..nn import coefficient_layers, export, freeze, load_masks, supermask
+from ..nn import clone_module, coefficient_layers, export, freeze, load_masks, supermask
 from ..ticket import Recipe, Ticket
 
 __all__ = ["SearchRecipe", "random_network", "search_ticket"]
@@ -97,12 +96,10 @@ class SearchRecipe(Recipe):
 
             was = network.training
             network.eval()
-            baked = bake_biprop(freeze(copy.deepcopy(network)))
+            baked = bake_biprop(freeze(clone_module(network)))
             network.train(was)
             network = baked
         return export(network).eval()
-
-    compile = export
 
 
 def search_ticket(network: nn.Module, seed: int, weight_init: str, metadata: Optional[dict] = None,
@@ -113,5 +110,5 @@ def search_ticket(network: nn.Module, seed: int, weight_init: str, metadata: Opt
         raise ValueError("search ticket: the network records no architecture (build it from a registered factory: "
                          "equislt.register_model)")
     masked = [p for p, layer in coefficient_layers(network) if hasattr(layer, "mask")]
-    return Ticket(network=network, seed=seed, recipe=SearchRecipe(masked, weight_init, bool(biprop)),
-                  architecture=architecture, metadata=dict(metadata or {}))
+    return Ticket.of_network(network, seed, SearchRecipe(masked, weight_init, bool(biprop)),
+                             architecture=architecture, metadata=dict(metadata or {}))

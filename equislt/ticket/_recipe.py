@@ -1,4 +1,4 @@
-"""The ``Recipe`` protocol: what a ticket's method must know to regenerate, compile and export its network.
+"""The ``Recipe`` protocol: what a ticket's method must know to rebuild, run and export its network.
 
 A ticket stores plain data: a seed, an :class:`~equislt.models.Architecture`, bit-packed masks, and its method's
 recipe as a dict of plain values. Each method (``"construct"``, ``"search"``) implements one :class:`Recipe`
@@ -18,6 +18,7 @@ from ..models import Architecture
 __all__ = ["CertificateLike", "Recipe", "recipe_class"]
 
 _RECIPES: Dict[str, Type["Recipe"]] = {}
+Masks = Dict[str, Dict[str, torch.Tensor]]
 
 
 class CertificateLike(Protocol):
@@ -28,7 +29,11 @@ class CertificateLike(Protocol):
 
 class Recipe(ABC):
     """How the tickets of one method are made again from data. Subclasses set ``kind`` (registered on
-    definition) and, when the method certifies its tickets, ``certificate_class`` (with ``from_dict``)."""
+    definition) and, when the method certifies its tickets, ``certificate_class`` (with ``from_dict``).
+
+    Every method gets ``(seed, architecture, masks, state, target)``: the seed, the recorded architecture (or
+    ``None``), the bool masks of the random network's coefficient tensors, the extra tensors of :meth:`state`,
+    and a model with the target's architecture when the caller passed one."""
 
     kind: ClassVar[str] = ""
     certificate_class: ClassVar[Optional[type]] = None
@@ -52,22 +57,23 @@ class Recipe(ABC):
         """Inverse of :meth:`to_dict`."""
 
     @abstractmethod
-    def regenerate(self, seed: int, architecture: Optional[Architecture], masks: Dict[str, Dict[str, torch.Tensor]],
-                   state: Dict[str, Any], target: Optional[nn.Module] = None) -> nn.Module:
-        """The pruned random network, bit for bit, from the seed, the architecture (or a ``target`` model with
-        the same architecture), the masks and :meth:`state`."""
+    def regenerate(self, seed: int, architecture: Optional[Architecture], masks: Masks, state: Dict[str, Any],
+                   target: Optional[nn.Module] = None) -> nn.Module:
+        """The literal pruned random network, bit for bit."""
+
+    def compact(self, seed: int, architecture: Optional[Architecture], masks: Masks, state: Dict[str, Any],
+                target: Optional[nn.Module] = None) -> nn.Module:
+        """The network the ticket runs: the same function as :meth:`regenerate`'s, in its cheapest exact form
+        (by default the literal network itself)."""
+        return self.regenerate(seed, architecture, masks, state, target)
 
     def state(self, network: nn.Module) -> Dict[str, Any]:
         """Tensors the regenerated network needs besides the seed and the masks (none by default)."""
         return {}
 
     @abstractmethod
-    def compile(self, network: nn.Module) -> nn.Module:
-        """A compact network with the same function as ``network``."""
-
-    @abstractmethod
     def export(self, network: nn.Module) -> nn.Module:
-        """A plain torch model with the zeros folded in and the same outputs."""
+        """A plain torch model with the same outputs as ``network`` (the network the ticket runs)."""
 
 
 def recipe_class(kind: str) -> Type[Recipe]:

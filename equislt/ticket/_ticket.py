@@ -1,14 +1,16 @@
 """The Ticket: the one artifact that both the construction and the search produce.
 
-A ticket is the pruned random ``network`` plus what regenerates it bit for bit: the ``seed``, the
+A ticket is what regenerates a pruned random network bit for bit: the ``seed``, the
 :class:`~equislt.models.Architecture` the network was built from (when it records one), the method's
-:class:`~equislt.ticket.Recipe` and the bit-packed masks (1 bit per random coefficient); the construction adds
-its certificate. A ticket file holds plain data only (tensors, numbers, strings): loading it runs no code from
-the file, and only registered factories can rebuild its architecture.
+:class:`~equislt.ticket.Recipe` and the masks (1 bit per random coefficient, bit-packed in the file); the
+construction adds its certificate. It runs as ``ticket(x)`` in its compact form (``ticket.compiled``: for a
+constructed ticket, target-sized layers computing exactly the pruned network's function; for a searched ticket,
+the pruned network itself), and builds the literal pruned random network (``ticket.network``) only on request.
+A ticket file holds plain data only (tensors, numbers, strings): loading it runs no code from the file, and only
+registered factories can rebuild its architecture.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Optional
 
@@ -27,31 +29,67 @@ _OLD_FORMATS = {"equislt.ticket/1": "its random draws differ from this version's
 _READABLE = ("equislt.ticket/2", FORMAT)
 
 
-@dataclass
 class Ticket:
-    """A strong lottery ticket (see the module docstring). Call it like the network it holds."""
+    """A strong lottery ticket (see the module docstring). Call it like the network it stands for.
 
-    network: nn.Module
-    seed: int
-    recipe: Recipe
-    architecture: Optional[Architecture] = None
-    certificate: Optional[CertificateLike] = None
-    metadata: Dict[str, Any] = field(default_factory=dict)
+    Parameters
+    ----------
+    seed, recipe, masks : the seed, the method's :class:`Recipe` and the bool masks ``{layer path: {tensor name:
+        mask}}`` of the random network's coefficient tensors.
+    architecture, certificate, metadata, state : the recorded :class:`~equislt.models.Architecture` (or ``None``),
+        the method's certificate, free-form metadata, and extra tensors the network needs (:meth:`Recipe.state`).
+    network, compiled : the literal pruned network and the compact network, when already built.
+    target : a model with the target's architecture, to rebuild from when no architecture is recorded.
+    """
+
+    def __init__(self, seed: int, recipe: Recipe, masks: Dict[str, Dict[str, torch.Tensor]], *,
+                 architecture: Optional[Architecture] = None, certificate: Optional[CertificateLike] = None,
+                 metadata: Optional[Dict[str, Any]] = None, state: Optional[Dict[str, Any]] = None,
+                 network: Optional[nn.Module] = None, compiled: Optional[nn.Module] = None,
+                 target: Optional[nn.Module] = None):
+        self.seed, self.recipe, self._masks = int(seed), recipe, masks
+        self.architecture, self.certificate = architecture, certificate
+        self.metadata, self.state = dict(metadata or {}), dict(state or {})
+        self._network, self._compiled, self._target = network, compiled, target
+
+    @classmethod
+    def of_network(cls, network: nn.Module, seed: int, recipe: Recipe, **kwargs) -> "Ticket":
+        """The ticket of a pruned network that runs as it is (a searched ticket): masks and state read off it."""
+        return cls(seed, recipe, masks_of(network), state=recipe.state(network), network=network, compiled=network,
+                   **kwargs)
 
     @property
     def method(self) -> str:
         """``"construct"`` or ``"search"``: the :class:`Recipe` kind."""
         return self.recipe.kind
 
+    @property
+    def network(self) -> nn.Module:
+        """The literal pruned random network (built from the seed and the masks on first use: for a constructed
+        ticket it is about ``2N`` times wider than the target)."""
+        if self._network is None:
+            self._network = self.recipe.regenerate(self.seed, self.architecture, self._masks, self.state,
+                                                   self._target).eval()
+        return self._network
+
+    @property
+    def compiled(self) -> nn.Module:
+        """The network the ticket runs: the same function as :attr:`network`, at the target's size."""
+        if self._compiled is None:
+            self._compiled = self.recipe.compact(self.seed, self.architecture, self._masks, self.state,
+                                                 self._target).eval()
+        return self._compiled
+
     def __call__(self, *args, **kwargs):
-        return self.network(*args, **kwargs)
+        return self.compiled(*args, **kwargs)
 
     def masks(self) -> Dict[str, Dict[str, torch.Tensor]]:
-        return masks_of(self.network)
+        """The bool masks of the random network's coefficient tensors."""
+        return self._masks
 
     def counts(self) -> MaskCounts:
         """Random coefficients kept and in all."""
-        return count_masks(self.masks())
+        return count_masks(self._masks)
 
     def sparsity(self) -> float:
         """Fraction of the random network's coefficients pruned."""
@@ -64,17 +102,17 @@ class Ticket:
             "seed": int(self.seed),
             "architecture": self.architecture.to_dict() if self.architecture is not None else None,
             "recipe": self.recipe.to_dict(),
-            "masks": pack_all(self.masks()),
+            "masks": pack_all(self._masks),
             "certificate": self.certificate.as_dict() if self.certificate is not None else None,
             "metadata": self.metadata,
-            "state": self.recipe.state(self.network),
+            "state": self.state,
         }
         torch.save(payload, Path(path))
 
     @classmethod
     def load(cls, path, target: Optional[nn.Module] = None) -> "Ticket":
-        """Regenerate a saved ticket (construction or search). ``target``: a model with the target's
-        architecture, needed only when the ticket records no architecture."""
+        """Read a saved ticket (construction or search); its networks are rebuilt on first use. ``target``: a model
+        with the target's architecture, needed only when the ticket records no architecture."""
         payload = torch.load(Path(path), weights_only=True)  # data only: never runs code from the file
         fmt = payload.get("format") if isinstance(payload, dict) else None
         if fmt in _OLD_FORMATS:
@@ -82,25 +120,27 @@ class Ticket:
         if fmt not in _READABLE:
             raise ValueError(f"Ticket.load: {path} is not an equislt ticket ({FORMAT})")
         kind = recipe_class(payload["method"])
-        recipe = kind.from_dict(payload["recipe"])
         architecture = (Architecture.from_dict(payload["architecture"], where=f"{path}: architecture")
                         if payload.get("architecture") is not None else None)
-        network = recipe.regenerate(payload["seed"], architecture, unpack_all(payload["masks"]),
-                                    payload.get("state") or {}, target)
+        if architecture is None and target is None:
+            raise ValueError(f"Ticket.load: {path} records no architecture; pass target=<a model with the target's "
+                             "architecture>")
+        if target is None:
+            architecture.resolve()  # an unregistered factory fails now, not at first use
         certificate = payload.get("certificate")
         if certificate is not None and kind.certificate_class is not None:
             certificate = kind.certificate_class.from_dict(certificate)
-        return cls(network=network.eval(), seed=payload["seed"], recipe=recipe, architecture=architecture,
-                   certificate=certificate, metadata=payload.get("metadata") or {})
+        return cls(payload["seed"], kind.from_dict(payload["recipe"]), unpack_all(payload["masks"]),
+                   architecture=architecture, certificate=certificate, metadata=payload.get("metadata") or {},
+                   state=payload.get("state") or {}, target=target)
 
     def compile(self) -> nn.Module:
-        """A compact network with the same function (the construction folds each lift·mix block into
-        target-sized layers; a searched ticket folds its masks into plain layers)."""
-        return self.recipe.compile(self.network)
+        """The compact network the ticket runs (:attr:`compiled`)."""
+        return self.compiled
 
     def export(self) -> nn.Module:
         """A plain torch model with the zeros folded in and identical outputs."""
-        return self.recipe.export(self.network)
+        return self.recipe.export(self.compiled)
 
     def __repr__(self) -> str:
         factory = self.architecture.factory if self.architecture is not None else None
