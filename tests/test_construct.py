@@ -254,7 +254,9 @@ def _layer_over_tol(ticket):
 
 def test_widen_fixes_a_failing_layer_by_widening_only_some_fields(tmp_path):
     from equislt.construct import LayerPlan
+    from equislt.construct._build import LayerBlocks
     from equislt.construct._policy import Tolerance, solve_within_tolerance
+    from equislt.construct._solve import field_targets
     from equislt.construct._trace import trace_target
 
     torch.manual_seed(0)
@@ -283,13 +285,24 @@ def test_widen_fixes_a_failing_layer_by_widening_only_some_fields(tmp_path):
         assert torch.equal(block.mix.weight.reshape(-1)[p[:2 * n]], block_report.mix.weight.reshape(-1)[q])
         if b not in plan.extra:
             assert torch.equal(masks["mix"]["weight"].reshape(-1)[p], masks_report["mix"]["weight"].reshape(-1)[q])
-    # solving the widened block from scratch gives the masks the incremental re-solves wrote
+    # in a widened field only the rows over tol were solved again: the others keep their subsets of the first
+    # copies, exactly as the 'report' run chose them
     layer = trace_target(target, x, False).layers[0]
-    widened = LayerPlan.from_dict(plan.as_dict())
-    fresh = solve_within_tolerance(layer, widened, 0, Tolerance(tol, policy="report"), {})
-    assert widened.extra == plan.extra  # nothing more to widen
-    assert all(torch.equal(masks[part][name], mask) for part, named in fresh.masks.items()
-               for name, mask in named.items())
+    narrow = LayerPlan.from_dict({**plan.as_dict(), "extra": {}})
+    unwidened = solve_within_tolerance(layer, narrow, 0, Tolerance(tol, policy="report"), {})
+    assert torch.equal(unwidened.masks["mix"]["weight"], masks_report["mix"]["weight"])
+    blocks = LayerBlocks.of(target[0])
+    _, mix = blocks.tensors(narrow.layout(24))
+    for b in plan.extra:
+        within = torch.ones(8, dtype=torch.bool)
+        for residual in (unwidened.weight_residual_pos, unwidened.weight_residual_neg):
+            within &= field_targets([b], mix, blocks.mix_blocks, residual)[0].abs() <= tol
+        assert 0 < int(within.sum()) < 8
+        widened = masks["mix"]["weight"].reshape(-1)[positions[b]]
+        before = masks_report["mix"]["weight"].reshape(-1)[positions_report[b]]
+        assert torch.equal(widened[:2 * n, within], before[:, within]) and not widened[2 * n:, within].any()
+    # solving the widened block from scratch also keeps every row within tol
+    fresh = solve_within_tolerance(layer, LayerPlan.from_dict(plan.as_dict()), 0, Tolerance(tol, policy="report"), {})
     assert fresh.rows_over(tol) == 0
     # certificate, save -> load (bit-identical), compile (same function) with widened fields
     _check_ticket(target, ticket, torch.randn(32, 24), tmp_path)

@@ -8,7 +8,7 @@ it is built on request (``Ticket.network``), e.g. to check the compact form agai
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 from torch import nn
 
@@ -18,7 +18,7 @@ from ._draw import draw_block
 from ._layout import HiddenLayout, LayerPlan, WideTensor, lift_identities
 from .families import Family, family_of
 
-__all__ = ["LayerBlocks", "build_random_network", "random_block"]
+__all__ = ["LayerBlocks", "build_random_network", "random_block", "replace_layers"]
 
 
 @dataclass
@@ -69,16 +69,22 @@ def random_block(target_layer: nn.Module, plan: LayerPlan, seed: int) -> nn.Modu
     return mask_model(block)
 
 
-def build_random_network(target: nn.Module, plans: List[LayerPlan], seed: int) -> nn.Module:
-    """The random network for ``target``'s architecture (see the module docstring), masked all-ones, in eval
-    mode, every parameter frozen."""
+def replace_layers(target: nn.Module, plans: List[LayerPlan],
+                   block_for: Callable[[nn.Module, LayerPlan], nn.Module]) -> nn.Module:
+    """A copy of ``target`` with each planned layer replaced by ``block_for(layer, plan)`` and each folded batch
+    norm by an identity, in eval mode, every parameter frozen (the target itself is not changed)."""
     net = clone_module(target)
     for plan in plans:
         layer = net.get_submodule(plan.path)
-        net = replace_module(net, plan.path, random_block(layer, plan, seed))
+        net = replace_module(net, plan.path, block_for(layer, plan))
         if plan.folded_norm:
             identity = family_of(layer).folded_norm_identity(net.get_submodule(plan.folded_norm))
             net = replace_module(net, plan.folded_norm, identity)
     for param in net.parameters():
         param.requires_grad_(False)
     return net.eval()
+
+
+def build_random_network(target: nn.Module, plans: List[LayerPlan], seed: int) -> nn.Module:
+    """The random network for ``target``'s architecture (see the module docstring), masked all-ones."""
+    return replace_layers(target, plans, lambda layer, plan: random_block(layer, plan, seed))

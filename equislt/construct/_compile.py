@@ -14,8 +14,7 @@ from typing import Dict, List, Optional
 import torch
 from torch import nn
 
-from ..nn import clone_module, replace_module
-from ._build import LayerBlocks
+from ._build import LayerBlocks, replace_layers
 from ._draw import bias_draw, field_draw
 from ._layout import LayerPlan
 from ._solve import put_field_values, same_type_groups
@@ -81,13 +80,4 @@ def compact_block(layer: nn.Module, plan: LayerPlan, seed: int, masks: Masks) ->
 def compact_network(target: nn.Module, plans: List[LayerPlan], seed: int, masks: Masks) -> nn.Module:
     """The target's module tree with every replaced layer in its compact form and every folded batch norm an
     identity (the target's weights are not used), in eval mode, every parameter frozen."""
-    net = clone_module(target)
-    for plan in plans:
-        layer = net.get_submodule(plan.path)
-        net = replace_module(net, plan.path, compact_block(layer, plan, seed, masks))
-        if plan.folded_norm:
-            identity = family_of(layer).folded_norm_identity(net.get_submodule(plan.folded_norm))
-            net = replace_module(net, plan.folded_norm, identity)
-    for param in net.parameters():
-        param.requires_grad_(False)
-    return net.eval()
+    return replace_layers(target, plans, lambda layer, plan: compact_block(layer, plan, seed, masks))

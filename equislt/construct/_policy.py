@@ -3,16 +3,14 @@
 ``widen`` gives each input field that owns a row over ``tol`` 4 more hidden copies (about 2 more summands per
 pool) while that row's pool has fewer than ``max_n`` summands (at most ``4·max_n`` copies per field, so it
 terminates); bias rows widen the bias pool by 2, up to ``max_n``. A field's problems only involve its own copies
-and the draws are prefix-stable per field (:mod:`._draw`), so only the widened fields are drawn and solved again,
-chunk by chunk. ``report`` keeps the rows over ``tol`` and counts them in the certificate; ``raise`` fails naming
+and the draws are prefix-stable per field (:mod:`._draw`), so only the widened fields are drawn again, and only
+their rows over ``tol`` are solved again (the others keep their subsets, which the widened pools contain). ``report`` keeps the rows over ``tol`` and counts them in the certificate; ``raise`` fails naming
 the layer.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Dict, List, Optional
-
-import torch
 
 from ._build import LayerBlocks
 from ._certificate import timed
@@ -61,16 +59,18 @@ def _solve_weights(layer, plan: LayerPlan, blocks: LayerBlocks, seed: int, toler
     lift, mix = blocks.tensors(plan.layout(blocks.n_fields))
     for chunk in field_chunks(lift, mix, len(halves)):
         pending: List[int] = chunk
+        previous = None
         while pending:
             targets = field_targets(pending, mix, blocks.mix_blocks, alpha)
             solutions.update(solve_fields(pending, lift, mix, targets, halves, seed, plan.path, tolerance.tol,
-                                          tolerance.fewest, seconds))
+                                          tolerance.fewest, seconds, previous))
             if tolerance.policy != "widen":
                 break
             pending = [b for b in pending if tolerance.can_grow(plan, b, solutions[b])]
             if pending:
                 plan.widen(pending, WIDEN_COPIES)
                 lift, mix = blocks.tensors(plan.layout(blocks.n_fields))
+                previous = {b: solutions[b] for b in pending}
     return solutions
 
 
@@ -103,7 +103,6 @@ def solve_within_tolerance(layer, plan: LayerPlan, seed: int, tolerance: Toleran
         bias_mask, bias_residual = _solve_bias(layer, plan, seed, tolerance)
     lift, mix = blocks.tensors(plan.layout(blocks.n_fields))
     solution = layer_solution(solutions, lift, mix, blocks.mix_blocks, layer.alpha, halves, bias_mask, bias_residual)
-    solution.rows_solved = int(torch.tensor([s.chosen.shape[1] for s in solutions.values()]).sum()) * len(halves)
     over = solution.rows_over(tolerance.tol)
     if over and tolerance.policy == "raise":
         raise ValueError(f"construct: {over} Subset-Sum rows of {plan.path} exceed tol={tolerance.tol} "

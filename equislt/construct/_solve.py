@@ -42,16 +42,21 @@ _ROW_BYTES = 9 * 18  # one candidate of one problem: a float64 value and a valid
 @dataclass
 class FieldSolution:
     """The solution of input field ``b``'s problems: the copies whose identity coefficient the lift keeps
-    (``kept [w_b]``), the mix coefficients kept (``chosen [w_b, C_b]``, in the field's draw coordinates), the
-    residual of every problem per half (``[C_b]``, normalised units) and the pool sizes."""
+    (``kept [w_b]``), per half the mix coefficients kept (``chosen[half] [w_b, C_b]``, in the field's draw
+    coordinates) and the residual of every problem (``[C_b]``, normalised units), and the pool sizes."""
 
     kept: torch.Tensor
-    chosen: torch.Tensor
+    chosen: Dict[str, torch.Tensor]
     residual: Dict[str, torch.Tensor]
     pool_count: Dict[str, int]
 
     def rows_over(self, tol: float) -> Dict[str, int]:
         return {half: int((r.abs() > tol).sum()) for half, r in self.residual.items()}
+
+    def mix_chosen(self) -> torch.Tensor:
+        """``[w_b, C_b]``: the mix coefficients kept by either half."""
+        chosen = list(self.chosen.values())
+        return chosen[0] if len(chosen) == 1 else chosen[0] | chosen[1]
 
 
 @dataclass
@@ -66,7 +71,6 @@ class LayerSolution:
     n_problems: int
     masks: Dict[str, Dict[str, torch.Tensor]] = field(default_factory=dict, repr=False)
     pool_sizes: Dict[str, float] = field(default_factory=dict)
-    rows_solved: int = 0
 
     def weight_rows_over(self, tol: float) -> int:
         return int((self.weight_residual_pos.abs() > tol).sum() + (self.weight_residual_neg.abs() > tol).sum())
@@ -162,24 +166,33 @@ def same_type_groups(fields: Sequence[int], mix: WideTensor) -> List[List[int]]:
 
 
 def solve_fields(fields: Sequence[int], lift: WideTensor, mix: WideTensor, targets: torch.Tensor, halves,
-                 seed: int, path: str, tol, fewest: bool, seconds: Optional[Dict[str, float]] = None
-                 ) -> Dict[int, FieldSolution]:
+                 seed: int, path: str, tol, fewest: bool, seconds: Optional[Dict[str, float]] = None,
+                 previous: Optional[Dict[int, FieldSolution]] = None) -> Dict[int, FieldSolution]:
     """Solve the problems of ``fields`` (one type; ``targets [len(fields), C]`` normalised) in one batched call.
-    Times go to ``seconds`` (``draw``: the draws and the problems, ``solve``: the exact solver)."""
+
+    With ``previous`` (the fields' solutions before they were widened) only the rows over ``tol`` are solved
+    again, over the widened pools; the other rows keep their subsets, which the widened pools still contain (a
+    pool is the first copies of its sign, and widening appends copies). Times go to ``seconds`` (``draw``: the
+    draws and the problems, ``solve``: the exact solver)."""
     seconds = {} if seconds is None else seconds
+    redo = None
+    if previous is not None:
+        redo = {half: torch.stack([previous[b].residual[half].abs() > tol for b in fields]) for half, _ in halves}
     with timed(seconds, "draw"):
-        pools, problems = _problems(fields, lift, mix, targets, halves, seed, path)
+        pools, problems = _problems(fields, lift, mix, targets, halves, seed, path, redo)
     with timed(seconds, "solve"):
         values, valid, goals, packing = problems
         width = max(v.shape[1] for v in values)
         result = solve(torch.cat([F.pad(v, (0, width - v.shape[1])) for v in values]), torch.cat(goals),
                        torch.cat([F.pad(v, (0, width - v.shape[1])) for v in valid]), tol=tol,
                        fewest=fewest and tol is not None)
-    return _field_solutions(fields, result, packing, pools, [int(mix.layout.widths[b]) for b in fields], halves)
+    return _field_solutions(fields, result, packing, pools, [int(mix.layout.widths[b]) for b in fields], halves,
+                            previous)
 
 
-def _problems(fields, lift: WideTensor, mix: WideTensor, targets, halves, seed: int, path: str):
-    """The draws of ``fields`` and their problems: one row per (field, column, half) over the half's pool."""
+def _problems(fields, lift: WideTensor, mix: WideTensor, targets, halves, seed: int, path: str, redo=None):
+    """The draws of ``fields`` and their problems: one row per (field, column, half) over the half's pool (only
+    the rows ``redo[half] [B, C]`` when given)."""
     layout: HiddenLayout = mix.layout
     widths = torch.tensor([int(layout.widths[b]) for b in fields])
     u = _identity_coefficients(fields, lift, seed, path)  # [B, W]
@@ -192,31 +205,38 @@ def _problems(fields, lift: WideTensor, mix: WideTensor, targets, halves, seed: 
     values, valid, goals, packing = [], [], [], []
     for half, sign in halves:
         order, ok = _left_packed(pools[half])  # [B, L]: copies t of each field's pool
-        length = order.shape[1]
-        candidates = torch.gather(draws, 1, order[:, :, None].expand(-1, -1, draws.shape[2])).double()
+        rows = torch.ones(targets.shape, dtype=torch.bool) if redo is None else redo[half]  # [B, C]
+        candidates = torch.gather(draws, 1, order[:, :, None].expand(-1, -1, draws.shape[2])).permute(0, 2, 1)
         scale = torch.gather(u.abs(), 1, order)  # |u_j|
-        values.append((candidates * scale[:, :, None]).permute(0, 2, 1).reshape(-1, length))  # [B·C, L]
-        valid.append(ok[:, None, :].expand(-1, targets.shape[1], -1).reshape(-1, length))
-        goals.append((sign * targets).reshape(-1))
-        packing.append((half, order))
+        values.append(candidates[rows].double() * scale[:, None, :].expand(-1, targets.shape[1], -1)[rows])  # [R, L]
+        valid.append(ok[:, None, :].expand(-1, targets.shape[1], -1)[rows])
+        goals.append((sign * targets)[rows])
+        packing.append((half, order, rows))
     return pools, (values, valid, goals, packing)
 
 
-def _field_solutions(fields, result, packing, pools, widths, halves) -> Dict[int, FieldSolution]:
-    """Each field's chosen copies (in its draw coordinates), residuals and pool sizes from the batched result."""
+def _field_solutions(fields, result, packing, pools, widths, halves, previous=None) -> Dict[int, FieldSolution]:
+    """Each field's chosen copies (in its draw coordinates), residuals and pool sizes from the batched result
+    (rows not solved again keep ``previous``'s)."""
     n_fields, longest = pools["pos"].shape
-    columns = result.residual.numel() // (n_fields * len(packing))
-    chosen = torch.zeros(n_fields, longest, columns, dtype=torch.bool)
-    residual, start = {}, 0
-    for half, order in packing:
-        rows, length = n_fields * columns, order.shape[1]
-        picked = result.chosen[start:start + rows, :length].reshape(n_fields, -1, length).permute(0, 2, 1)
+    chosen, residual, start = {}, {}, 0
+    for half, order, rows in packing:
+        columns, length, count = rows.shape[1], order.shape[1], int(rows.sum())
+        chosen[half] = torch.zeros(n_fields, longest, columns, dtype=torch.bool)
+        residual[half] = torch.zeros(n_fields, columns, dtype=torch.float64)
+        if previous is not None:
+            for j, b in enumerate(fields):
+                old = previous[b].chosen[half]
+                chosen[half][j, :old.shape[0]] = old & ~rows[j]  # rows solved again start empty
+                residual[half][j] = previous[b].residual[half]
+        picked = torch.zeros(n_fields, columns, length, dtype=torch.bool)
+        picked[rows] = result.chosen[start:start + count, :length]
         index = order[:, :, None].expand(-1, -1, columns)
-        chosen.scatter_(1, index, picked | torch.gather(chosen, 1, index))
-        residual[half] = result.residual[start:start + rows].double().reshape(n_fields, -1)
-        start += rows
+        chosen[half].scatter_(1, index, picked.permute(0, 2, 1) | torch.gather(chosen[half], 1, index))
+        residual[half][rows] = result.residual[start:start + count].double()
+        start += count
     kept = pools["pos"] | (pools["neg"] if len(halves) > 1 else torch.zeros_like(pools["neg"]))
-    return {b: FieldSolution(kept[j, :widths[j]].clone(), chosen[j, :widths[j]].clone(),
+    return {b: FieldSolution(kept[j, :widths[j]].clone(), {h: chosen[h][j, :widths[j]].clone() for h, _ in halves},
                              {half: residual[half][j].clone() for half, _ in halves},
                              {half: int(pools[half][j].sum()) for half, _ in halves})
             for j, b in enumerate(fields)}
@@ -242,7 +262,7 @@ def layer_solution(solutions: Dict[int, FieldSolution], lift: WideTensor, mix: W
             put_field_values(group, mix, target_blocks, residuals[half], values)
     for b, solution in solutions.items():
         lift_mask[lift.identity(b)[1][solution.kept]] = True
-        mix_mask[mix.field_positions(b)[solution.chosen]] = True
+        mix_mask[mix.field_positions(b)[solution.mix_chosen()]] = True
     masks = {"lift": {lift.name: lift_mask.view(lift.shape)}, "mix": {mix.name: mix_mask.view(mix.shape)}}
     if bias_mask is not None:
         masks["bias"] = {"bias": bias_mask}
