@@ -60,17 +60,24 @@ def subset_sum_table() -> str:
 
 def construct_table() -> str:
     data = _load("construct.json")
-    rows = ["| target | target coefficients | problems | build + solve (s) | rows over tol | agreement | "
-            "max output error | random | kept | lower bound |", "|---|---|---|---|---|---|---|---|---|---|"]
+    rows = ["| target | coefficients | construct (s) | draw / solve (s) | peak memory | agreement (inputs) | "
+            "max output error | ticket forward vs target | random | kept |", "|---" * 10 + "|"]
     for r in data["runs"]:
-        c = r["counts"]
-        rows.append(f"| {r['target']} | {r['target_weight_coefficients']:,} | {c['subset_sum_problems']:,} | "
-                    f"{r['seconds']['construct_excluding_evaluation']:.1f} | {r['rows_over_tol']} | "
-                    f"{r['prediction_agreement']:.4f} | {r['max_output_error']:.1e} | {c['random']:,} | "
-                    f"{c['kept']:,} | {c['lower_bound']:,.0f} |")
-    command = f"python benchmarks/construct.py --only {','.join(r['target'] for r in data['runs'])} --n {data['n']}"
-    return (f"Construction (`{command}`, tol {data['tol']}; Pensia et al.: {data['reference']['pensia_2020_mlp_seconds']:,} s "
-            f"on {data['reference']['pensia_2020_cores']} cores for the MLP):\n\n" + "\n".join(rows))
+        c, s = r["counts"], r["seconds"]
+        accuracy = (f" (accuracy {r['target_accuracy']:.3f} → {r['ticket_accuracy']:.3f})"
+                    if "target_accuracy" in r else "")
+        rows.append(f"| {r['target']} | {r['target_coefficients']:,} | {s['construct_total']:.1f} | "
+                    f"{s['draw']:.1f} / {s['solve']:.1f} | {r['peak_rss_mb'] / 1024:.2f} GB | "
+                    f"{r['prediction_agreement']:.4f} ({r['inputs_measured']:,}){accuracy} | "
+                    f"{r['max_output_error']:.1e} | {r['ticket_forward_vs_target']:.2f}× | {c['random']:,} | "
+                    f"{c['kept']:,} |")
+    fits = data["fits"]
+    return (f"Construction (`{data['command']}`, tol {data['tol']}; each target in a fresh process, peak memory of "
+            f"that process; agreement and errors on the listed number of inputs; Pensia et al.: "
+            f"{data['reference']['pensia_2020_mlp_seconds']:,} s on {data['reference']['pensia_2020_cores']} cores "
+            f"for the MLP). Time grows with the target's coefficients with a fitted log-log slope of "
+            f"{fits['time']['slope']:.2f} ({fits['time']['slope_smallest_to_largest']:.2f} from the smallest to the "
+            f"largest target; `benchmarks/results/construct.png`):\n\n" + "\n".join(rows))
 
 
 def search_table() -> str:

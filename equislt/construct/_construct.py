@@ -10,6 +10,7 @@ from tqdm import tqdm
 from .._compat import tensor_of
 from ..masks import count_masks
 from ..models import Architecture
+from ..subsetsum import MAX_N
 from ..ticket import Ticket
 from ._build import LayerBlocks
 from ._certificate import Certificate, LayerCertificate, layer_error_terms, network_bound, timed
@@ -52,7 +53,7 @@ def _radius(inputs, input_radius: Optional[float]) -> float:
 
 
 def construct(target: nn.Module, inputs, *, tol: float = 1e-3, n: Optional[int] = None,
-              eps: Optional[float] = None, seed: int = 0, policy: str = "widen", max_n: int = 26,
+              eps: Optional[float] = None, seed: int = 0, policy: str = "widen", max_n: int = MAX_N,
               fewest: bool = False, input_nonnegative: bool = False, input_radius: Optional[float] = None,
               verify: str = "compact", progress: bool = True, log=None) -> Ticket:
     r"""Prune a random overparametrised network to approximate ``target`` (Pensia et al. 2020 lifted to
@@ -76,7 +77,8 @@ def construct(target: nn.Module, inputs, *, tol: float = 1e-3, n: Optional[int] 
     n : ``N``, summands per pool (each input field gets ``2N`` hidden copies, about ``N`` of each sign);
         default :func:`default_n` of ``tol``.
     eps : optional end-to-end target: if the certified bound exceeds it, a ValueError reports both.
-    policy : rows over ``tol``: ``"widen"`` (more copies of the fields that own them, up to ``max_n`` summands),
+    policy : rows over ``tol``: ``"widen"`` (more copies of the fields that own them, up to ``max_n`` summands:
+        by default the exact solver's limit, ``equislt.subsetsum.MAX_N``; only those rows are solved again),
         ``"report"`` (keep, count in the certificate) or ``"raise"``; see :mod:`equislt.construct._policy`.
     fewest : among subsets within ``tol`` keep the fewest coefficients (sparser tickets).
     input_nonnegative : the network input is ``≥ 0`` (e.g. images in [0, 1]); the first layer then needs no

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, List, Optional
 
+from ..subsetsum import MAX_N
 from ._build import LayerBlocks
 from ._certificate import timed
 from ._layout import LayerPlan
@@ -31,7 +32,7 @@ class Tolerance:
 
     tol: float
     policy: str = "widen"
-    max_n: int = 26
+    max_n: int = MAX_N
     fewest: bool = False
 
     def __post_init__(self):
