@@ -63,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     con = sub.add_parser("construct", help="construct a ticket for a saved target (equislt.models.save_model)")
     con.add_argument("--target", required=True, help="target checkpoint, e.g. runs/demo/target.pt")
+    con.add_argument("--trust-target", action="store_true",
+                     help="also read a checkpoint of an earlier release holding a pickled module (runs code from "
+                          "the file: only for files you wrote)")
     con.add_argument("--inputs", default="digits",
                      help="sample inputs: 'digits' (held-out rotated digits) or a .pt file holding a tensor")
     con.add_argument("--tol", type=_tol, default=1e-4, help="per-coefficient Subset-Sum tolerance")
@@ -156,18 +159,45 @@ def _search(args) -> None:
 def _inputs(spec: str):
     import torch
 
+    from ._files import load_plain
+
     if spec == "digits":
         from .data import rotated_digits
 
         return rotated_digits("test").tensors[0]
-    value = torch.load(spec, weights_only=False)
+    value = load_plain(spec, "--inputs")
     if not isinstance(value, torch.Tensor):
-        raise SystemExit(f"equislt construct: --inputs {spec} must hold a tensor, got {type(value).__name__}")
+        raise ValueError(f"--inputs {spec} must hold a tensor, got {type(value).__name__}")
     return value
+
+
+def _construct(args) -> None:
+    from .construct import construct
+    from .models import load_model
+
+    try:
+        target = load_model(args.target, trust=args.trust_target)
+        ticket = construct(target, _inputs(args.inputs), tol=args.tol, eps=args.eps, n=args.n, seed=args.seed,
+                           policy=args.policy, fewest=args.fewest, input_nonnegative=args.input_nonnegative,
+                           progress=not args.no_progress, log=print)
+        ticket.save(args.out)
+    except (OSError, ValueError) as err:
+        raise SystemExit(f"equislt construct: {err}")
+    print(f"saved the ticket to {args.out} (sparsity {ticket.sparsity():.3f})")
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        _run(args)
+    except KeyboardInterrupt:
+        again = "; rerun the same command to resume" if args.command == "search" else ""
+        print(f"equislt {args.command}: interrupted{again}", file=sys.stderr)
+        return 130
+    return 0
+
+
+def _run(args) -> None:
     if args.command == "demo":
         from .demo import DemoConfig, run_demo
 
@@ -181,21 +211,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                 raise
             raise SystemExit(f"equislt demo: {err}")
     elif args.command == "construct":
-        from .construct import construct
-        from .models import load_model
-
-        try:
-            target = load_model(args.target)
-        except (OSError, ValueError) as err:
-            raise SystemExit(f"equislt construct: {err}")
-        ticket = construct(target, _inputs(args.inputs), tol=args.tol, eps=args.eps, n=args.n, seed=args.seed,
-                           policy=args.policy, fewest=args.fewest, input_nonnegative=args.input_nonnegative,
-                           progress=not args.no_progress, log=print)
-        ticket.save(args.out)
-        print(f"saved the ticket to {args.out} (sparsity {ticket.sparsity():.3f})")
+        _construct(args)
     elif args.command == "search":
         _search(args)
-    return 0
 
 
 if __name__ == "__main__":

@@ -11,7 +11,11 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 import networkx as nx
 import torch
 from torch_geometric.data import Data, InMemoryDataset
+from torch_geometric.data.data import DataEdgeAttr, DataTensorAttr
+from torch_geometric.data.storage import GlobalStorage
 from torch_geometric.utils import to_dense_adj, to_dense_batch
+
+from .._files import load_plain
 
 __all__ = [
     "ATLAS_TASKS",
@@ -187,12 +191,18 @@ def sbm_node_task(block_sizes: Sequence[int] = (30, 30, 30), p_in: float = 0.25,
     return Data(x=x, edge_index=edge_index, y=y, train_mask=train, test_mask=~train, num_nodes=len(y))
 
 
+_DATA_CLASSES = (Data, GlobalStorage, DataEdgeAttr, DataTensorAttr)  # what a torch.save-d list of Data holds
+
+
 def load_graph_dataset(source: Union[str, "torch.utils.data.Dataset", Sequence[Data], Data]) -> List[Data]:
     """A user's own PyG data as a list of ``Data``: a PyG ``Dataset``, a list of ``Data``, one ``Data``, or a path
-    to a file written with ``torch.save`` holding any of these. Each graph must have ``x``, ``edge_index`` and
-    ``y``; nothing is downloaded."""
+    to a file written with ``torch.save`` holding a list of ``Data`` or one ``Data``. A file is read as plain
+    data: besides tensors and plain values only PyG's ``Data`` and its attribute storage (``GlobalStorage``,
+    ``DataEdgeAttr``, ``DataTensorAttr``: containers of tensors) are accepted; a pickled dataset object is
+    refused, since loading it could run code. Each graph must have ``x``, ``edge_index`` and ``y``; nothing is
+    downloaded."""
     if isinstance(source, (str, bytes)) or hasattr(source, "__fspath__"):
-        source = torch.load(source, weights_only=False)
+        source = load_plain(source, "load_graph_dataset", safe=_DATA_CLASSES)
     if isinstance(source, Data):
         source = [source]
     if isinstance(source, dict) or not (hasattr(source, "__len__") and hasattr(source, "__getitem__")):

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from .._compat import escnn_loaded, pyg_loaded
+from .._files import load_plain
 from ..basis import coefficient_names, init_std, is_coefficient_layer
 from ..masks import CoefficientMask, Supermask, global_allocation, pack_all, unpack_all
 from ._masked import MaskedLayer, masked_class_for
@@ -259,8 +260,8 @@ def load_masks(model: nn.Module, source) -> nn.Module:
     Unmasked supported layers are wrapped first; supermask layers are frozen to fixed masks.
     """
     if not isinstance(source, dict):
-        payload = torch.load(source, weights_only=True)  # data only: never runs code from the file
-        if payload.get("format") != "equislt.masks/1":
+        payload = load_plain(source, "load_masks")
+        if not isinstance(payload, dict) or payload.get("format") != "equislt.masks/1":
             raise ValueError(f"load_masks: {source} is not an equislt mask file")
         source = unpack_all(payload["masks"])
     paths = set(source)

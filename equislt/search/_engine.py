@@ -39,6 +39,15 @@ def _version() -> str:
     return __version__
 
 
+def _numpy_state(saved=None):
+    """numpy's global RNG state as plain values (a checkpoint holds no numpy objects), or back from them."""
+    if saved is None:
+        name, keys, position, has_gauss, gauss = np.random.get_state()
+        return [name, torch.from_numpy(keys.astype(np.int64)), int(position), int(has_gauss), float(gauss)]
+    name, keys, position, has_gauss, gauss = saved
+    return name, keys.numpy().astype(np.uint32), position, has_gauss, gauss
+
+
 class Searcher:
     """Supermask search for one :class:`SearchConfig`.
 
@@ -168,7 +177,7 @@ class Searcher:
                                                             "step": self.step},
             "state": self._trainable_state(), "optimizer": self.optimizer.state_dict(),
             "schedule": None if self.schedule is None else self.schedule.state_dict(),
-            "rng": {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()},
+            "rng": {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": _numpy_state()},
             "history": self.history, "epoch_seconds": self.epoch_seconds,
         }, self.checkpoint_path)
 
@@ -188,7 +197,7 @@ class Searcher:
             self.schedule.load_state_dict(payload["schedule"])
         torch.set_rng_state(payload["rng"]["torch"])
         random.setstate(payload["rng"]["python"])
-        np.random.set_state(payload["rng"]["numpy"])
+        np.random.set_state(_numpy_state(payload["rng"]["numpy"]))
         position = payload["position"]
         self.epoch, self.batch, self.step = position["epoch"], position["batch"], position["step"]
         self.history = list(payload["history"])

@@ -17,6 +17,7 @@ from typing import Any, Dict, Optional
 import torch
 from torch import nn
 
+from .._files import load_plain
 from ..masks import MaskCounts, count_masks, pack_all, unpack_all
 from ..models import Architecture
 from ..nn import masks_of
@@ -113,7 +114,7 @@ class Ticket:
     def load(cls, path, target: Optional[nn.Module] = None) -> "Ticket":
         """Read a saved ticket (construction or search); its networks are rebuilt on first use. ``target``: a model
         with the target's architecture, needed only when the ticket records no architecture."""
-        payload = torch.load(Path(path), weights_only=True)  # data only: never runs code from the file
+        payload = load_plain(path, "Ticket.load")  # data only: never runs code from the file
         fmt = payload.get("format") if isinstance(payload, dict) else None
         if fmt in _OLD_FORMATS:
             raise ValueError(f"Ticket.load: {path} was saved by an older equislt ({fmt}): {_OLD_FORMATS[fmt]}")
