@@ -156,7 +156,8 @@ def run_demo(config: DemoConfig = DemoConfig(), log=print) -> dict:
         if config.method == "search":
             from .search import search_ticket
 
-            ticket = search_ticket(network, config.seed, "signed_constant", metadata={"test_accuracy": ticket_acc})
+            ticket = search_ticket(network, config.seed, "signed_constant", metadata={"test_accuracy": ticket_acc},
+                                   probe=(images[:2],))
         ticket.save(out / "ticket.pt")
         (out / "result.json").write_text(json.dumps(result, indent=2))
         log(f"saved target.pt, the ticket (seed {config.seed} + masks) and result.json to {out}/")

@@ -8,6 +8,7 @@ from equislt.construct import construct
 from equislt.nn import supermask
 from equislt.search import search_ticket
 from equislt.ticket import FORMAT
+from equislt.ticket._checks import recipe_digest
 
 
 def test_construct_and_search_tickets_are_one_artifact(tmp_path):
@@ -82,6 +83,11 @@ def test_a_ticket_names_its_factory_and_only_registered_factories_run(tmp_path):
     assert payload["architecture"]["factory"] == "equislt.plain_cnn"  # a registered name, not an import path
     marker = tmp_path / "marker"
     payload["architecture"] = {"factory": "os:system", "kwargs": {"command": f"touch {marker}"}}
+    torch.save(payload, tmp_path / "changed.pt")
+    with pytest.raises(ValueError, match="recipe .* differs from the one saved"):
+        equislt.Ticket.load(tmp_path / "changed.pt")
+    # a crafted file would also update its digest: the factory is still never called
+    payload["checks"]["recipe_digest"] = recipe_digest("search", 1, payload["architecture"], payload["recipe"])
     torch.save(payload, tmp_path / "evil.pt")
     with pytest.raises(ValueError, match=r"'os:system' is not registered.*register_model\('os:system'\)"):
         equislt.Ticket.load(tmp_path / "evil.pt")

@@ -17,7 +17,7 @@ from ._certificate import Certificate, LayerCertificate, layer_error_terms, netw
 from ._layout import LayerPlan
 from ._policy import Tolerance, solve_within_tolerance
 from ._recipe import ConstructRecipe
-from ._trace import trace_target
+from ._trace import slice_inputs, trace_target
 
 __all__ = ["VERIFY", "construct", "default_n"]
 
@@ -110,7 +110,7 @@ def construct(target: nn.Module, inputs, *, tol: float = 1e-3, n: Optional[int] 
         certificate.layers.append(LayerCertificate.of(layer, plan, solution, count_masks(block_masks),
                                                       terms[layer.path], tol))
     ticket = Ticket(seed, ConstructRecipe(plans), masks, architecture=Architecture.of(target),
-                    certificate=certificate, target=target)
+                    certificate=certificate, target=target, probe=slice_inputs(inputs, 2))
     with timed(seconds, "compile"):
         ticket.compiled
     with timed(seconds, "evaluate"):

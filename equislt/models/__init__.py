@@ -2,7 +2,7 @@
 PyG MPNNs), training helpers, and the registry of architectures that tickets and checkpoints rebuild."""
 from ._architecture import Architecture, register_model, registered_models
 from ._graph import (IGN, GraphClassifier, count_parameters, gcn_classifier, gin_classifier, graph_accuracy,
-                     graph_logits, train_graph_model)
+                     graph_arguments, graph_logits, train_graph_model)
 from ._io import load_model, save_model
 from ._steerable import PlainCNN, SteerableCNN, c4_steerable_cnn, parse_group, plain_cnn, steerable_cnn
 from ._train import accuracy, train_classifier
@@ -19,6 +19,7 @@ __all__ = [
     "gcn_classifier",
     "gin_classifier",
     "graph_accuracy",
+    "graph_arguments",
     "graph_logits",
     "load_model",
     "parse_group",

@@ -14,8 +14,8 @@ from torch import nn
 from ..nn import IGNLinear
 from ._architecture import register_model
 
-__all__ = ["IGN", "GraphClassifier", "gin_classifier", "gcn_classifier", "graph_accuracy", "graph_logits",
-           "train_graph_model", "count_parameters"]
+__all__ = ["IGN", "GraphClassifier", "gin_classifier", "gcn_classifier", "graph_accuracy", "graph_arguments",
+           "graph_logits", "train_graph_model", "count_parameters"]
 
 
 class IGN(nn.Module):
@@ -104,14 +104,19 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for n, p in model.named_parameters() if not n.endswith("_scores"))
 
 
-def graph_logits(model: nn.Module, batch) -> torch.Tensor:
-    """Logits of a graph classifier on a PyG batch: an :class:`IGN` (also inside a ``DistributedDataParallel``'s
-    ``.module``) reads :func:`~equislt.data.dense_graph_batch`, any other model ``model(x, edge_index, batch)``."""
+def graph_arguments(batch, model: Optional[nn.Module] = None) -> tuple:
+    """The call arguments of a graph classifier on a PyG batch: ``dense_graph_batch(batch)`` for an :class:`IGN`
+    (also inside a ``DistributedDataParallel``'s ``.module``), ``(x, edge_index, batch)`` for any other model."""
     if isinstance(getattr(model, "module", model), IGN):
         from ..data import dense_graph_batch
 
-        return model(*dense_graph_batch(batch))
-    return model(batch.x.float(), batch.edge_index, batch.batch)
+        return tuple(dense_graph_batch(batch))
+    return batch.x.float(), batch.edge_index, batch.batch
+
+
+def graph_logits(model: nn.Module, batch) -> torch.Tensor:
+    """Logits of a graph classifier on a PyG batch (:func:`graph_arguments`)."""
+    return model(*graph_arguments(batch, model))
 
 
 def train_graph_model(model: nn.Module, loader: Iterable, epochs: int = 50, lr: float = 3e-3,

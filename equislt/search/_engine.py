@@ -316,7 +316,8 @@ class Searcher:
                                                                    coefficient_layers(self.model)))
         per_layer = {path: {n: float(m.float().mean()) for n, m in named.items()} for path, named in masks.items()}
         ticket = search_ticket(self.model, c.seed, c.weight_init, biprop=c.biprop,
-                               metadata={"test_accuracy": accuracy, "config": c.as_dict()})
+                               metadata={"test_accuracy": accuracy, "config": c.as_dict()},
+                               probe=self.task.probe(self.model))
         result = {
             "version": _version(), "config": c.as_dict(), "seed": c.seed, "world_size": self.ctx.world_size,
             "steps": self.step, "test_accuracy": accuracy, "sparsity": counts.sparsity,

@@ -49,10 +49,18 @@ def batchnorm_state(model: nn.Module) -> Dict[str, torch.Tensor]:
 
 
 def load_batchnorm_state(model: nn.Module, state: Dict[str, torch.Tensor]) -> None:
+    """Copy saved batch-norm statistics into ``model``; every key must name a buffer of the same shape."""
     with torch.no_grad():
         for key, value in state.items():
             path, _, name = key.rpartition(".")
-            getattr(model.get_submodule(path) if path else model, name).copy_(value)
+            try:
+                buffer = getattr(model.get_submodule(path) if path else model, name)
+            except AttributeError:
+                raise ValueError(f"batch-norm state {key!r}: the network has no such buffer") from None
+            if not torch.is_tensor(value) or buffer.shape != value.shape:
+                raise ValueError(f"batch-norm state {key!r}: expected a tensor of shape {list(buffer.shape)}, got "
+                                 f"{list(value.shape) if torch.is_tensor(value) else type(value).__name__}")
+            buffer.copy_(value)
 
 
 @dataclass
@@ -72,6 +80,17 @@ class SearchRecipe(Recipe):
     @classmethod
     def from_dict(cls, data: dict) -> "SearchRecipe":
         return cls(masked=list(data["masked"]), weight_init=data["weight_init"], biprop=bool(data.get("biprop")))
+
+    def check(self, seed, architecture, masks, state, target, where) -> None:
+        """The masks must belong to exactly the masked layers (their shapes are checked when the network is
+        regenerated), and the state must be batch-norm statistics."""
+        if set(masks) != set(self.masked):
+            raise ValueError(f"{where}: masks for {sorted(set(masks) - set(self.masked)) or 'no other layer'} and "
+                             f"none for {sorted(set(self.masked) - set(masks)) or 'no layer'}: not the masked layers "
+                             "the recipe names")
+        if set(state) - {"batchnorm"} or not isinstance(state.get("batchnorm", {}), dict):
+            raise ValueError(f"{where}: a searched ticket's state holds only batch-norm statistics, got "
+                             f"{sorted(state)}")
 
     def state(self, network: nn.Module) -> dict:
         """Batch-norm statistics are estimated (not trained) with the final mask: the ticket keeps them."""
@@ -103,12 +122,13 @@ class SearchRecipe(Recipe):
 
 
 def search_ticket(network: nn.Module, seed: int, weight_init: str, metadata: Optional[dict] = None,
-                  biprop: bool = False) -> Ticket:
-    """The :class:`~equislt.Ticket` of a searched ``network`` (method ``"search"``)."""
+                  biprop: bool = False, probe=None) -> Ticket:
+    """The :class:`~equislt.Ticket` of a searched ``network`` (method ``"search"``); ``probe``: a few inputs (call
+    arguments of the network) whose outputs the saved ticket keeps as its fingerprint."""
     architecture = Architecture.of(network)
     if architecture is None:
         raise ValueError("search ticket: the network records no architecture (build it from a registered factory: "
                          "equislt.register_model)")
     masked = [p for p, layer in coefficient_layers(network) if hasattr(layer, "mask")]
     return Ticket.of_network(network, seed, SearchRecipe(masked, weight_init, bool(biprop)),
-                             architecture=architecture, metadata=dict(metadata or {}))
+                             architecture=architecture, metadata=dict(metadata or {}), probe=probe)

@@ -13,7 +13,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 import torch
 from torch import nn
 
-from ..models import Architecture, graph_logits
+from ..models import Architecture, graph_arguments, graph_logits
 
 __all__ = ["MODELS", "DATASETS", "ModelEntry", "Task", "build_model", "build_task", "model_architecture"]
 
@@ -44,6 +44,14 @@ class Task:
         if self.kind == "graph":
             return graph_logits(model, batch), batch.y.view(-1)
         return model(batch[0]), batch[1]
+
+    def probe(self, model: nn.Module, count: int = 2) -> Optional[tuple]:
+        """The call arguments of ``model`` on the first ``count`` test samples (a ticket's fingerprint inputs;
+        ``None`` without test samples)."""
+        batch = next(iter(self.loader(self.test, batch_size=count, shuffle=False)), None)
+        if batch is None:
+            return None
+        return graph_arguments(batch, model) if self.kind == "graph" else (batch[0],)
 
 
 def _limit(dataset, limit: Optional[int]):

@@ -37,6 +37,8 @@ class Recipe(ABC):
 
     kind: ClassVar[str] = ""
     certificate_class: ClassVar[Optional[type]] = None
+    #: the methods get a model with the target's architecture (``target``), built from ``architecture`` if need be
+    uses_target: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -66,6 +68,11 @@ class Recipe(ABC):
         """The network the ticket runs: the same function as :meth:`regenerate`'s, in its cheapest exact form
         (by default the literal network itself)."""
         return self.regenerate(seed, architecture, masks, state, target)
+
+    def check(self, seed: int, architecture: Optional[Architecture], masks: Masks, state: Dict[str, Any],
+              target: Optional[nn.Module], where: str) -> None:
+        """Raise a ValueError (starting with ``where``) if ``masks`` or ``state`` are not exactly what this recipe's
+        network holds: a missing, extra or misshapen mask."""
 
     def state(self, network: nn.Module) -> Dict[str, Any]:
         """Tensors the regenerated network needs besides the seed and the masks (none by default)."""
