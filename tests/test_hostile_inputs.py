@@ -188,3 +188,108 @@ def test_a_searched_tickets_state_is_checked(tmp_path):
     torch.save(payload, tmp_path / "bn2.pt")
     with pytest.raises(ValueError, match=f"batch-norm state '{key}'"):
         Ticket.load(tmp_path / "bn2.pt")
+
+
+# -- 3. the search never finishes with a broken state ---------------------------------------------------------
+
+TINY = dict(model_kwargs={"channels": [2, 4], "kernel_size": 3}, data_kwargs={"size": 9, "train_limit": 64,
+            "test_limit": 32}, epochs=1, batch_size=32, progress=False, out=None)
+
+
+def _search(**changes):
+    from equislt.search import SearchConfig, run_search
+
+    return run_search(SearchConfig(**{**TINY, **changes}), log=lambda *_: None)
+
+
+@pytest.mark.parametrize("field, value, message", [("lr", float("inf"), "lr: must be a finite number"),
+                                                   ("momentum", float("nan"), "momentum: must be a finite number"),
+                                                   ("momentum", 1.5, r"momentum: must be in \[0, 1\)"),
+                                                   ("weight_decay", -1.0, "weight_decay: must be non-negative")])
+def test_optimiser_settings_that_cannot_work_are_refused(field, value, message):
+    from equislt.search import SearchConfig
+
+    with pytest.raises(ValueError, match=message):
+        SearchConfig(**{**TINY, field: value})
+
+
+def test_a_loss_that_becomes_nan_stops_the_run_naming_the_step():
+    from equislt.search import SearchConfig, Searcher, build_task
+
+    task = build_task("rotated_digits", TINY["data_kwargs"])
+    calls, forward = [], task.logits_and_labels
+
+    def poisoned(model, batch):  # the check of the model against the data, step 1, then a NaN at step 2
+        logits, labels = forward(model, batch)
+        calls.append(1)
+        return (logits * float("nan") if len(calls) == 3 else logits), labels
+
+    task.logits_and_labels = poisoned
+    searcher = Searcher(SearchConfig(**TINY), task=task, log=lambda *_: None)
+    with pytest.raises(FloatingPointError, match="the loss became NaN or inf at step 2"):
+        searcher.run()
+
+
+def _write_float_idx(path, array):
+    import numpy as np
+
+    array = np.asarray(array, dtype=">f4")
+    path.write_bytes(bytes([0, 0, 0x0D, array.ndim]) + np.array(array.shape, dtype=">i4").tobytes() + array.tobytes())
+
+
+def _write_int_idx(path, array):
+    import numpy as np
+
+    array = np.asarray(array, dtype=">i4")
+    path.write_bytes(bytes([0, 0, 0x0C, array.ndim]) + np.array(array.shape, dtype=">i4").tobytes() + array.tobytes())
+
+
+def test_bad_pixels_and_labels_in_idx_files_are_named(tmp_path, idx_digits):
+    import numpy as np
+
+    folder = idx_digits(tmp_path / "digits", side=9)
+    images = np.random.default_rng(0).random((4, 9, 9)).astype(np.float32)
+    images[2, 3, 3] = np.nan
+    _write_float_idx(folder / "train-images-idx3-ubyte", images)
+    _write_int_idx(folder / "train-labels-idx1-ubyte", [0, 1, 2, 3])
+    with pytest.raises(ValueError, match="train-images-idx3-ubyte: image 2 has NaN or infinite values"):
+        _search(data_path=str(folder), data_kwargs={})
+    images[2, 3, 3] = 0.5
+    _write_float_idx(folder / "train-images-idx3-ubyte", images)
+    _write_int_idx(folder / "train-labels-idx1-ubyte", [0, 1, 10**9, 3])
+    with pytest.raises(ValueError, match="label 1000000000 at index 2 is outside"):
+        _search(data_path=str(folder), data_kwargs={})
+    _write_float_idx(folder / "train-labels-idx1-ubyte", [0.0, 1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match="labels must be integers"):
+        _search(data_path=str(folder), data_kwargs={})
+
+
+def test_graphs_with_bad_features_or_edges_are_named():
+    from torch_geometric.data import Data
+
+    from equislt.data import load_graph_dataset
+
+    good = dict(edge_index=torch.tensor([[0, 1], [1, 0]]), y=torch.tensor([0]))
+    cases = {"NaN or infinite node features": Data(x=torch.tensor([[float("nan")], [1.0]]), **good),
+             "negative index": Data(x=torch.ones(2, 1), edge_index=torch.tensor([[0, -1], [1, 0]]), y=torch.tensor([0])),
+             "has no nodes": Data(x=torch.ones(0, 1), edge_index=torch.zeros(2, 0, dtype=torch.long), y=torch.tensor([0]))}
+    for message, graph in cases.items():
+        with pytest.raises(ValueError, match=f"graph 1 .*{message}"):
+            load_graph_dataset([Data(x=torch.ones(2, 1), **good), graph])  # the message names graph 1
+
+
+def test_a_model_that_does_not_fit_the_data_is_named_before_the_run():
+    with pytest.raises(ValueError, match="does not take the data's batches"):
+        _search(model_kwargs={"channels": [2], "kernel_size": 3, "in_channels": 3})
+
+
+def test_a_sparsity_that_leaves_a_layer_empty_is_an_error():
+    with pytest.raises(ValueError, match="keeps no coefficient"):
+        _search(model="plain_cnn", model_kwargs={"channels": [2], "kernel_size": 3}, sparsity=0.99)
+
+
+def test_no_epochs_and_no_test_samples_behave():
+    result = _search(epochs=0)
+    assert result["steps"] == 0 and result["test_accuracy"] is not None
+    result = _search(data_kwargs={**TINY["data_kwargs"], "test_limit": 0})
+    assert result["test_accuracy"] is None and result["steps"] == 2

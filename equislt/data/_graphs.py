@@ -213,7 +213,25 @@ def load_graph_dataset(source: Union[str, "torch.utils.data.Dataset", Sequence[D
         missing = [a for a in ("x", "edge_index", "y") if getattr(g, a, None) is None]
         if not isinstance(g, Data) or missing:
             raise ValueError(f"load_graph_dataset: graph {i} ({type(g).__name__}) lacks {missing or 'Data type'}")
-        if g.edge_index.numel() and int(g.edge_index.max()) >= g.num_nodes:
-            raise ValueError(f"load_graph_dataset: graph {i} has an edge to node {int(g.edge_index.max())} but only "
-                             f"{g.num_nodes} nodes")
+        problem = _graph_problem(g)
+        if problem:
+            raise ValueError(f"load_graph_dataset: graph {i} {problem}")
+    if not graphs:
+        raise ValueError("load_graph_dataset: no graphs")
     return graphs
+
+
+def _graph_problem(g: Data) -> Optional[str]:
+    """What is wrong with a graph's nodes, edges or features (``None``: nothing)."""
+    if not g.num_nodes:
+        return "has no nodes"
+    if not torch.is_tensor(g.edge_index) or g.edge_index.dim() != 2 or g.edge_index.shape[0] != 2 or \
+            g.edge_index.is_floating_point():
+        return f"has an edge_index that is not an integer tensor [2, E] ({getattr(g.edge_index, 'shape', None)})"
+    if g.edge_index.numel() and int(g.edge_index.min()) < 0:
+        return f"has an edge from node {int(g.edge_index.min())} (negative index)"
+    if g.edge_index.numel() and int(g.edge_index.max()) >= g.num_nodes:
+        return f"has an edge to node {int(g.edge_index.max())} but only {g.num_nodes} nodes"
+    if g.x.is_floating_point() and not bool(torch.isfinite(g.x).all()):
+        return "has NaN or infinite node features"
+    return None

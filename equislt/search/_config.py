@@ -6,6 +6,7 @@ Naming is explicit on purpose (edge-popup code uses ``prune_rate`` for both the 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Dict, Optional
@@ -103,8 +104,16 @@ class SearchConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < (1 if name == "batch_size" else 0):
                 bad(name, "must be a non-negative int" if name != "batch_size" else "must be a positive int")
+        for name in ("lr", "momentum", "weight_decay"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                bad(name, "must be a finite number")
         if not self.lr > 0:
             bad("lr", "must be positive")
+        if not 0.0 <= self.momentum < 1.0:
+            bad("momentum", "must be in [0, 1)")
+        if self.weight_decay < 0:
+            bad("weight_decay", "must be non-negative")
         for name in ("model_kwargs", "data_kwargs"):
             if not isinstance(getattr(self, name), dict):
                 bad(name, "must be a dict")

@@ -39,6 +39,10 @@ def _version() -> str:
     return __version__
 
 
+def _accuracy(value: Optional[float]) -> str:
+    return "n/a (no test samples)" if value is None else f"{value:.4f}"
+
+
 def _numpy_state(saved=None):
     """numpy's global RNG state as plain values (a checkpoint holds no numpy objects), or back from them."""
     if saved is None:
@@ -77,13 +81,18 @@ class Searcher:
         self.masked = [p for p in layers if p not in dense]
         if not self.masked:
             raise ValueError("search: first_layer_dense/last_layer_dense leave no layer to mask")
+        self._check_model_takes_data(probe)
         del probe
 
         self.steps_per_epoch = len(self.task.train) // config.batch_size
+        if config.epochs and not self.steps_per_epoch:
+            raise ValueError(f"search: the training set ({len(self.task.train)} samples) is smaller than one batch "
+                             f"(batch_size={config.batch_size})")
         self.total_steps = config.epochs * self.steps_per_epoch
         self.model = random_network(self.architecture, config.seed, self.masked,
                                     sparsity=self._sparsity_at(0), scope=config.scope,
                                     weight_init=config.weight_init)
+        self._check_every_layer_keeps_something()
         if config.biprop:
             from ._biprop import enable_biprop
 
@@ -129,6 +138,37 @@ class Searcher:
                 for name in layer.mask.names:
                     layer.mask.set_keep(name, n_keep(layer.mask.scores(name).numel(), sparsity))
 
+    def _check_finite(self, what: str, *tensors: torch.Tensor) -> None:
+        """Stop the run, naming the step, as soon as ``tensors`` hold NaN or inf (nothing finishes broken)."""
+        if not all(bool(torch.isfinite(t).all()) for t in tensors):
+            raise FloatingPointError(f"search: {what} became NaN or inf at step {self.step + 1} (epoch "
+                                     f"{self.epoch + 1}); lower the learning rate (lr={self.config.lr}) or check the "
+                                     "data; the last checkpoint is kept")
+
+    def _check_model_takes_data(self, model: nn.Module) -> None:
+        """One forward pass on a training batch: a model that does not fit the data fails now, named."""
+        batch = next(iter(self.task.loader(self.task.train, batch_size=2, shuffle=False)), None)
+        if batch is None:
+            raise ValueError("search: the training set is empty")
+        try:
+            with torch.no_grad():
+                logits, labels = self._forward(model.eval(), batch)
+        except (RuntimeError, ValueError, AssertionError, TypeError) as err:
+            raise ValueError(f"search: model {self.config.model!r} does not take the data's batches: "
+                             f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}") from None
+        if logits.dim() != 2 or logits.shape[1] < self.task.num_classes:
+            raise ValueError(f"search: model {self.config.model!r} gives logits of shape {list(logits.shape)} for "
+                             f"{self.task.num_classes} classes")
+
+    def _check_every_layer_keeps_something(self) -> None:
+        for path, layer in coefficient_layers(self.model):
+            if isinstance(layer, MaskedLayer) and isinstance(layer.mask, Supermask):
+                empty = [n for n in layer.mask.names if n_keep(layer.mask.scores(n).numel(), self.config.sparsity) == 0]
+                if empty and self.config.scope == "layer":
+                    raise ValueError(f"search: at sparsity {self.config.sparsity} layer {path} keeps no coefficient "
+                                     f"of {empty} (too few coefficients); lower the sparsity or leave it dense "
+                                     "(first_layer_dense/last_layer_dense)")
+
     # -- evaluation ----------------------------------------------------------------------------------------
     def _forward(self, model, batch):
         return self.task.logits_and_labels(model, batch)
@@ -140,8 +180,8 @@ class Searcher:
         recalibrate_batchnorm(self.model, loader, forward=lambda m, b: self._forward(m, b))
 
     @torch.no_grad()
-    def evaluate(self, dataset=None) -> float:
-        """Accuracy on ``dataset`` (default the test set), split over the processes."""
+    def evaluate(self, dataset=None) -> Optional[float]:
+        """Accuracy on ``dataset`` (default the test set), split over the processes; ``None`` without samples."""
         dataset = self.task.test if dataset is None else dataset
         shard = self.task.subset(dataset, range(self.ctx.rank, len(dataset), self.ctx.world_size))
         loader = self.task.loader(shard, batch_size=256, shuffle=False)
@@ -157,7 +197,7 @@ class Searcher:
         finally:
             self.model.train(was)
         correct, count = self.ctx.sum([correct, count])
-        return correct / max(count, 1)
+        return correct / count if count else None
 
     # -- checkpoints ---------------------------------------------------------------------------------------
     @property
@@ -257,9 +297,11 @@ class Searcher:
                         self.set_sparsity(sparsity)
                         logits, labels = self._forward(self.trainer, batch)
                         loss = loss_fn(logits, labels)
+                        self._check_finite("the loss", loss)
                         self.optimizer.zero_grad(set_to_none=True)
                         loss.backward()
                         self.optimizer.step()
+                        self._check_finite("the scores", *self.scores)
                         if self.schedule is not None:
                             self.schedule.step()
                         self.step += 1
@@ -297,7 +339,7 @@ class Searcher:
         seconds = self.epoch_seconds[self.epoch - 1]
         self._metrics({"kind": "epoch", "step": self.step, "epoch": self.epoch, "test_accuracy": accuracy,
                        "sparsity": counts.sparsity, "epoch_seconds": seconds})
-        self.log(f"epoch {self.epoch}/{self.config.epochs}: test accuracy {accuracy:.4f}, "
+        self.log(f"epoch {self.epoch}/{self.config.epochs}: test accuracy {_accuracy(accuracy)}, "
                  f"sparsity {counts.sparsity:.3f}" + (f", {seconds:.1f} s" if seconds else ""))
         self.save_checkpoint()
 
@@ -344,7 +386,7 @@ class Searcher:
             except ImportError:
                 pass
         self.ctx.barrier()  # rank 0 has written the ticket when any process returns
-        self.log(f"search done: test accuracy {accuracy:.4f} at sparsity {counts.sparsity:.3f} "
+        self.log(f"search done: test accuracy {_accuracy(accuracy)} at sparsity {counts.sparsity:.3f} "
                  f"({counts.kept}/{counts.total} coefficients kept)"
                  + (f"; ticket saved to {self.out / 'ticket.pt'}" if self.out else ""))
         return result

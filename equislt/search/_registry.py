@@ -87,11 +87,24 @@ def _idx_directory(path: str, rotations: str = "c4", seed: int = 0, train_limit:
 
     train = idx_images(path, "train", rotations=rotations, seed=seed, limit=train_limit)
     test = idx_images(path, "test", rotations=rotations, seed=seed, limit=test_limit)
-    labels = torch.cat([train.tensors[1], test.tensors[1]])
-    if int(labels.min()) < 0:
-        raise ValueError(f"{path}: labels must be 0, 1, ..., got {int(labels.min())}")
-    return Task(train, test, int(labels.max()) + 1, "image",
-                {"num_classes": int(labels.max()) + 1, "input_size": train.tensors[0].shape[-1], "in_channels": 1})
+    classes = _classes(torch.cat([train.tensors[1], test.tensors[1]]), path)
+    return Task(train, test, classes, "image",
+                {"num_classes": classes, "input_size": train.tensors[0].shape[-1], "in_channels": 1})
+
+
+MAX_CLASSES = 10_000  # a larger label is taken for a mistake (it would size the model's output layer)
+
+
+def _classes(labels: torch.Tensor, where) -> int:
+    """The number of classes ``max label + 1`` of integer labels ``0, 1, ...`` (named errors otherwise)."""
+    if labels.numel() == 0:
+        raise ValueError(f"{where}: no labels")
+    if labels.is_floating_point() or labels.dtype == torch.bool:
+        raise ValueError(f"{where}: labels must be integers 0, 1, ..., got {labels.dtype}")
+    if int(labels.min()) < 0 or int(labels.max()) >= MAX_CLASSES:
+        index = int(torch.argmin(labels)) if int(labels.min()) < 0 else int(torch.argmax(labels))
+        raise ValueError(f"{where}: label {int(labels[index])} at index {index} is outside 0 .. {MAX_CLASSES - 1}")
+    return int(labels.max()) + 1
 
 
 def _graph_file(path: str, test_fraction: float = 0.2, seed: int = 0) -> Task:
@@ -103,15 +116,14 @@ def _graph_file(path: str, test_fraction: float = 0.2, seed: int = 0) -> Task:
     widths = {1 if g.x.dim() == 1 else g.x.shape[1] for g in graphs}
     if len(widths) != 1:
         raise ValueError(f"{path}: every graph needs the same number of node features, got {sorted(widths)}")
-    labels = torch.cat([g.y.view(-1) for g in graphs])
-    if labels.is_floating_point() or int(labels.min()) < 0 or any(g.y.numel() != 1 for g in graphs):
+    if any(g.y.numel() != 1 for g in graphs):
         raise ValueError(f"{path}: graph classification needs one integer label 0, 1, ... per graph")
+    classes = _classes(torch.cat([g.y.view(-1) for g in graphs]), path)
     for g in graphs:
         g.x = g.x.view(g.num_nodes, -1).float()
     if len(graphs) < 2:
         raise ValueError(f"{path}: {len(graphs)} graph(s); a train/test split needs at least two")
     train_idx, test_idx = split_indices(len(graphs), (1 - test_fraction, test_fraction), seed=seed)
-    classes = int(labels.max()) + 1
     return Task([graphs[i] for i in train_idx], [graphs[i] for i in test_idx], classes, "graph",
                 {"out_channels": classes, "in_channels": widths.pop()})
 
