@@ -293,3 +293,174 @@ def test_no_epochs_and_no_test_samples_behave():
     assert result["steps"] == 0 and result["test_accuracy"] is not None
     result = _search(data_kwargs={**TINY["data_kwargs"], "test_limit": 0})
     assert result["test_accuracy"] is None and result["steps"] == 2
+
+
+# -- 4. one run per directory; resume notices changed data ----------------------------------------------------
+
+def test_a_second_run_in_the_same_directory_fails_at_once(tmp_path):
+    from equislt.search._engine import RunLock
+
+    with RunLock(tmp_path / "run"):
+        with pytest.raises(ValueError, match="another search is running"):
+            _search(out=str(tmp_path / "run"))
+    assert _search(out=str(tmp_path / "run"))["steps"] == 2  # free again
+
+
+def test_resume_refuses_changed_data_and_survives_a_torn_metrics_line(tmp_path, idx_digits):
+    from equislt.search import SearchConfig, run_search
+
+    folder = idx_digits(tmp_path / "digits", side=9)
+    config = SearchConfig(**{**TINY, "data_path": str(folder), "data_kwargs": {"train_limit": 96, "test_limit": 32},
+                             "out": str(tmp_path / "run"), "epochs": 2})
+    assert run_search(config, log=lambda *_: None, max_steps=2) is None
+    with open(tmp_path / "run" / "metrics.jsonl", "a") as handle:
+        handle.write('{"kind": "step", "st')  # killed mid-write
+    assert run_search(config, log=lambda *_: None, max_steps=4) is None  # resumes past the torn line
+    idx_digits(folder, side=9)  # the same files ...
+    equislt.data.write_idx(folder / "train-labels-idx1-ubyte", [(v + 1) % 10 for v in range(1200)])  # ... relabelled
+    with pytest.raises(ValueError, match="the data changed since it was written"):
+        run_search(config, log=lambda *_: None)
+
+
+def test_a_full_disk_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    import errno
+
+    from equislt.search import _checkpoint
+
+    path = tmp_path / "checkpoint.pt"
+    _checkpoint.save_checkpoint({"step": 1}, path)
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(_checkpoint.torch, "save", full)
+    with pytest.raises(OSError, match="no space left on device.*previous checkpoint is kept"):
+        _checkpoint.save_checkpoint({"step": 2}, path)
+    monkeypatch.undo()
+    assert _checkpoint.load_checkpoint(path)["step"] == 1 and not (tmp_path / "checkpoint.pt.tmp").exists()
+
+
+# -- 5. the certificate never claims what it cannot -----------------------------------------------------------
+
+def test_construct_refuses_inputs_it_cannot_certify():
+    from equislt.construct import construct
+
+    target, x = _mlp(), torch.randn(16, 6)
+    cases = [(dict(input_radius=-1.0), "input_radius must be finite"),
+             (dict(input_radius=float("inf")), "input_radius must be finite"),
+             (dict(input_nonnegative=True), "input_nonnegative=True but the inputs reach")]
+    for kwargs, message in cases:
+        with pytest.raises(ValueError, match=message):
+            construct(target, x, progress=False, **kwargs)
+    nan = x.clone()
+    nan[3, 2] = float("nan")
+    with pytest.raises(ValueError, match="input sample 3 holds NaN or inf"):
+        construct(target, nan, progress=False)
+    with torch.no_grad():
+        target[2].bias[1] = float("nan")
+    with pytest.raises(ValueError, match=r"layer 2 \(Linear\) has NaN or infinite bias"):
+        construct(target, x, progress=False)
+
+
+def test_glue_recognised_only_on_the_traces_is_an_assumption_of_the_certificate():
+    from equislt.construct import construct
+
+    class Functional(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Linear(6, 8), nn.Linear(8, 3)
+
+        def forward(self, x):
+            return self.b(torch.relu(self.a(x)))
+
+    torch.manual_seed(0)
+    cert = construct(Functional(), torch.randn(32, 6), tol=1e-3, progress=False).certificate
+    assert cert.layers[1].input_nonnegative and len(cert.assumptions) == 1 and "b is torch.relu" in cert.assumptions[0]
+    assert "assuming the input of b" in cert.summary()
+
+
+# -- 6. checks that do not change the model -------------------------------------------------------------------
+
+def test_equivariance_checks_leave_the_model_bitwise_unchanged():
+    from equislt.models import steerable_cnn
+    from equislt.testing import equivariance_error, escnn_equivariance_error
+
+    torch.manual_seed(0)
+    model = steerable_cnn("d4", channels=(2, 3), kernel_size=3, input_size=9, num_classes=4)
+    model.train()
+    with torch.no_grad():
+        model(torch.rand(8, 1, 9, 9))
+    model.eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    actions = [("rot", lambda z: torch.rot90(z, 1, (2, 3)), lambda y: y)]
+    equivariance_error(model, torch.rand(4, 1, 9, 9), actions)
+    escnn_equivariance_error(model.features)
+    after = model.state_dict()
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    assert not model.training
+
+
+def test_the_default_escnn_check_input_fits_strided_pooling():
+    from escnn import gspaces
+    from escnn import nn as enn
+
+    from equislt.testing import default_spatial_size, escnn_equivariance_error
+
+    g = gspaces.rot2dOnR2(4)
+    t_in, t = enn.FieldType(g, [g.trivial_repr]), enn.FieldType(g, 2 * [g.regular_repr])
+    model = enn.SequentialModule(enn.R2Conv(t_in, t, 3, padding=1), enn.PointwiseMaxPool2D(t, 3, 2, 1),
+                                 enn.R2Conv(t, t, 3, padding=1), enn.PointwiseMaxPool2D(t, 3, 2, 1)).eval()
+    assert default_spatial_size(model) == 17
+    assert escnn_equivariance_error(model, modes=("eval",)).max() < 1e-5
+
+
+# -- 7. malformed inputs get named errors ---------------------------------------------------------------------
+
+def test_malformed_construction_inputs_are_named():
+    from escnn import gspaces
+    from escnn import nn as enn
+
+    from equislt.construct import construct
+
+    cases = [(_mlp().double(), torch.randn(8, 6).double(), "inputs are torch.float64"),
+             (_mlp().double(), torch.randn(8, 6), "the target has torch.float64 parameters"),
+             (_mlp(), torch.randn(0, 6), "non-empty batch")]
+    for target, x, message in cases:
+        with pytest.raises(ValueError, match=message):
+            construct(target, x, progress=False)
+    g = gspaces.rot2dOnR2(4)
+    conv = enn.R2Conv(enn.FieldType(g, [g.trivial_repr]), enn.FieldType(g, [g.regular_repr]), 3)
+    with pytest.raises(ValueError, match="give its inputs as a GeometricTensor"):
+        construct(enn.SequentialModule(conv), torch.rand(2, 1, 7, 7), progress=False)
+    from equislt.models import gin_classifier
+
+    gin = gin_classifier(3, 4, 2, num_layers=1).eval()
+    with pytest.raises(ValueError, match="negative index -1"):
+        construct(gin, (torch.randn(3, 3), torch.tensor([[0, -1], [1, 0]])), progress=False)
+
+
+def test_yaml_configs_cannot_expand(tmp_path):
+    from equislt.search import load_config
+
+    bomb = "a: &a [x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a]\nc: [*b, *b, *b, *b, *b, *b]\n"
+    (tmp_path / "bomb.yaml").write_text(bomb)
+    with pytest.raises(ValueError, match="anchors and aliases"):
+        load_config(tmp_path / "bomb.yaml")
+    (tmp_path / "tag.yaml").write_text("model: !!python/object/apply:os.system ['true']\n")
+    with pytest.raises(ValueError, match="not a plain YAML config"):
+        load_config(tmp_path / "tag.yaml")
+
+
+def test_cli_errors_are_messages(tmp_path):
+    from equislt.cli import main
+    from equislt.models import plain_cnn, save_model
+
+    save_model(plain_cnn(channels=(2,), kernel_size=3, input_size=5, num_classes=2), tmp_path / "target.pt")
+    torch.save(torch.rand(8, 1, 5, 5), tmp_path / "x.pt")
+    with pytest.raises(SystemExit, match="certified bound .* does not meet eps=1e-09"):
+        main(["construct", "--target", str(tmp_path / "target.pt"), "--inputs", str(tmp_path / "x.pt"),
+              "--eps", "1e-9", "--tol", "1e-2", "--out", str(tmp_path / "t.pt"), "--no-progress"])
+    (tmp_path / "graphs.pt").write_text("id,label\n1,0\n")
+    with pytest.raises(SystemExit, match="graphs.pt is not a readable file"):
+        main(["search", "--model", "gin", "--data", "graph_atlas", "--data-path", str(tmp_path / "graphs.pt"),
+              "--no-progress", "--out", str(tmp_path / "run")])

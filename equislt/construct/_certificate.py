@@ -149,6 +149,7 @@ class Certificate:
     prediction_agreement: Optional[float] = None
     seconds: Dict[str, float] = field(default_factory=dict)
     measured_on: str = "literal"  # the network the measured numbers come from: "compact" or "literal"
+    assumptions: List[str] = field(default_factory=list)  # what the bound takes for granted beyond the code
 
     @property
     def target_coefficients(self) -> int:
@@ -208,6 +209,7 @@ class Certificate:
                          f"{c.random_coefficients:>10}{c.kept_coefficients:>9}{c.lower_bound:>10.0f}")
         bound = f"{self.bound:.3g}" if self.bound is not None else f"unavailable ({self.bound_note})"
         lines.append(f"certified sup error over ||x|| <= {self.input_radius:.3g}: {bound}")
+        lines += [f"  assuming {assumption}" for assumption in self.assumptions]
         if self.measured_max_error is not None:
             lines.append(f"measured max |f(x) - g(x)| on the given inputs ({self.measured_on} network): "
                          f"{self.measured_max_error:.2e} (relative {self.measured_relative_error:.2e}), prediction "

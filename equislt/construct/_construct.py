@@ -17,7 +17,7 @@ from ._certificate import Certificate, LayerCertificate, layer_error_terms, netw
 from ._layout import LayerPlan
 from ._policy import Tolerance, solve_within_tolerance
 from ._recipe import ConstructRecipe
-from ._trace import slice_inputs, trace_target
+from ._trace import check_inputs, slice_inputs, trace_target
 
 __all__ = ["VERIFY", "construct", "default_n"]
 
@@ -97,6 +97,9 @@ def construct(target: nn.Module, inputs, *, tol: float = 1e-3, n: Optional[int] 
         raise ValueError(f"construct: n must be in [2, max_n={max_n}], got {n}")
     if verify not in VERIFY:
         raise ValueError(f"construct: verify must be one of {VERIFY}, got {verify!r}")
+    if input_radius is not None and not (math.isfinite(float(input_radius)) and float(input_radius) >= 0):
+        raise ValueError(f"construct: input_radius must be finite and >= 0, got {input_radius}")
+    check_inputs(target, inputs, input_nonnegative)
     seconds = {"trace": 0.0, "draw": 0.0, "solve": 0.0}
     with timed(seconds, "trace"):
         trace = trace_target(target, inputs, input_nonnegative)
@@ -116,6 +119,9 @@ def construct(target: nn.Module, inputs, *, tol: float = 1e-3, n: Optional[int] 
     with timed(seconds, "evaluate"):
         certificate.input_radius = _radius(inputs, input_radius)
         certificate.bound, certificate.bound_note = network_bound(trace, terms, certificate.input_radius)
+        certificate.assumptions = [f"the input of {layer.path} is torch.relu of the previous layer's output "
+                                   "(recognised on the traced samples, not from the code)"
+                                   for layer in trace.layers if layer.relu_inferred]
         certificate.measure(target, ticket.network if verify == "literal" else ticket.compiled, inputs)
         certificate.measured_on = verify
     certificate.seconds = seconds

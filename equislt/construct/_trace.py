@@ -14,11 +14,12 @@ from typing import List, Optional
 import torch
 from torch import nn
 
-from .._compat import is_geometric, tensor_of
+from .._compat import escnn_loaded, import_escnn, is_geometric, tensor_of
 from ..basis import blocks
 from .families import Family, family_of
 
-__all__ = ["TRACE_SAMPLES", "TargetLayer", "Trace", "Unit", "connected", "slice_inputs", "trace_target"]
+__all__ = ["TRACE_SAMPLES", "TargetLayer", "Trace", "Unit", "check_inputs", "connected", "slice_inputs",
+           "trace_target"]
 
 _PASSIVE = ("ReLU", "MaxPool1d", "MaxPool2d", "MaxPool3d", "AvgPool1d", "AvgPool2d", "AvgPool3d",
             "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "AdaptiveAvgPool3d", "AdaptiveMaxPool1d", "AdaptiveMaxPool2d",
@@ -69,6 +70,7 @@ class TargetLayer:
     in_shape: tuple = ()
     out_shape: tuple = ()
     n_nodes: Optional[int] = None  # graph layers: padded number of nodes of the traced batch
+    relu_inferred: bool = False  # the input is a functional torch.relu of the previous output, seen on the traces
 
 
 @dataclass
@@ -235,14 +237,47 @@ def _target_layer(unit: Unit, before: List[Unit], input_nonnegative: bool) -> Ta
     module = unit.module
     family = family_of(module)
     weight_name = family.weight_name(module)
-    nonnegative = ((_nonnegative(before, input_nonnegative) and _reads_previous(before, unit))
-                   or _after_functional_relu(before, unit)) and bool((unit.inputs >= 0).all())
+    structural = _nonnegative(before, input_nonnegative) and _reads_previous(before, unit)
+    functional = not structural and _after_functional_relu(before, unit)
+    alpha, beta = getattr(module, weight_name).detach().clone(), family.bias_coefficients(module).float()
+    for name, values in (("weights", alpha), ("bias", beta)):
+        if not bool(torch.isfinite(values).all()):
+            raise ValueError(f"construct: layer {unit.path} ({type(module).__name__}) has NaN or infinite {name}")
     return TargetLayer(
-        path=unit.path, module=module, family=family, weight_name=weight_name,
-        alpha=getattr(module, weight_name).detach().clone(),
-        beta=family.bias_coefficients(module).float(), expansion=family.bias_expansion(module).float(),
-        input_nonnegative=nonnegative, in_shape=tuple(unit.inputs.shape[1:]), out_shape=tuple(unit.output.shape[1:]),
-        n_nodes=family.node_count(module, unit.inputs, unit.extra))
+        path=unit.path, module=module, family=family, weight_name=weight_name, alpha=alpha, beta=beta,
+        expansion=family.bias_expansion(module).float(),
+        input_nonnegative=(structural or functional) and bool((unit.inputs >= 0).all()),
+        in_shape=tuple(unit.inputs.shape[1:]), out_shape=tuple(unit.output.shape[1:]),
+        n_nodes=family.node_count(module, unit.inputs, unit.extra), relu_inferred=functional)
+
+
+def check_inputs(target: nn.Module, inputs, input_nonnegative: bool) -> None:
+    """Named errors for inputs the construction cannot use: an empty batch, dtypes other than float32, NaN or
+    inf, negative values under ``input_nonnegative``, negative node indices, a plain tensor for an escnn model;
+    and for a target whose parameters are not float32."""
+    args = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
+    if not args:
+        raise ValueError("construct: no inputs")
+    x = tensor_of(args[0])
+    if not torch.is_tensor(x) or x.dim() == 0 or x.shape[0] == 0:
+        raise ValueError(f"construct: inputs must be a non-empty batch, got {getattr(x, 'shape', type(x).__name__)}")
+    if x.dtype != torch.float32:
+        raise ValueError(f"construct: inputs are {x.dtype}; the construction works in float32: pass x.float()")
+    bad = ~torch.isfinite(x.reshape(x.shape[0], -1)).all(dim=1)
+    if bool(bad.any()):
+        raise ValueError(f"construct: input sample {int(torch.nonzero(bad)[0])} holds NaN or inf")
+    if input_nonnegative and bool((x < 0).any()):
+        raise ValueError(f"construct: input_nonnegative=True but the inputs reach {float(x.min()):.3g}")
+    for i, a in enumerate(args[1:], start=1):
+        if torch.is_tensor(a) and not a.is_floating_point() and a.dtype != torch.bool and a.numel() and int(a.min()) < 0:
+            raise ValueError(f"construct: input argument {i} (e.g. edge_index) holds a negative index {int(a.min())}")
+    if escnn_loaded() and isinstance(target, import_escnn().nn.EquivariantModule) and not is_geometric(args[0]):
+        raise ValueError("construct: the target is an escnn module: give its inputs as a GeometricTensor, "
+                         "escnn.nn.GeometricTensor(x, target.in_type)")
+    dtypes = sorted({str(p.dtype) for p in target.parameters() if p.dtype != torch.float32})
+    if dtypes:
+        raise ValueError(f"construct: the target has {', '.join(dtypes)} parameters; the construction works in "
+                         "float32: pass target.float()")
 
 
 def slice_inputs(inputs, count: int) -> tuple:

@@ -137,9 +137,15 @@ class SearchConfig:
         return cls(**values)
 
 
+MAX_CONFIG_BYTES = 2**20
+
+
 def load_config(path) -> SearchConfig:
-    """A :class:`SearchConfig` from a JSON file, or a YAML file when PyYAML is installed."""
+    """A :class:`SearchConfig` from a JSON file, or a YAML file when PyYAML is installed (plain YAML: tags, anchors
+    and aliases are refused, and a config is at most 1 MiB, so that a small file cannot expand to a huge one)."""
     path = Path(path)
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise ValueError(f"{path}: a config is at most {MAX_CONFIG_BYTES} bytes, this one has {path.stat().st_size}")
     text = path.read_text()
     if path.suffix.lower() in (".yaml", ".yml"):
         try:
@@ -147,7 +153,17 @@ def load_config(path) -> SearchConfig:
         except ImportError as err:
             raise ValueError(f"{path}: reading YAML configs needs PyYAML (pip install pyyaml); "
                              "or write the same keys as JSON") from err
-        values = yaml.safe_load(text) or {}
+        try:
+            tokens = list(yaml.scan(text))
+        except yaml.YAMLError as err:
+            raise ValueError(f"{path}: not valid YAML ({err})") from None
+        if any(isinstance(t, (yaml.AnchorToken, yaml.AliasToken)) for t in tokens):
+            raise ValueError(f"{path}: YAML anchors and aliases (&name, *name) are not accepted in a config: write "
+                             "the values out")
+        try:
+            values = yaml.safe_load(text) or {}
+        except yaml.YAMLError as err:
+            raise ValueError(f"{path}: not a plain YAML config ({str(err).splitlines()[0]})") from None
     else:
         try:
             values = json.loads(text)

@@ -39,6 +39,38 @@ def _version() -> str:
     return __version__
 
 
+class RunLock:
+    """An exclusive lock on a run directory (``.lock``): a second search in the same ``out`` fails at once instead
+    of interleaving the first one's metrics and overwriting its ticket. POSIX (``fcntl``); released on exit."""
+
+    def __init__(self, folder: Optional[Path]):
+        self.folder, self.handle = folder, None
+
+    def __enter__(self):
+        if self.folder is None:
+            return self
+        import fcntl
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.handle = open(self.folder / ".lock", "a+")
+        try:
+            fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.handle.close()
+            self.handle = None
+            raise ValueError(f"search: another search is running in {self.folder} (it holds {self.folder / '.lock'}); "
+                             "wait for it, or use another out directory") from None
+        return self
+
+    def __exit__(self, *exc):
+        if self.handle is not None:
+            import fcntl
+
+            fcntl.flock(self.handle, fcntl.LOCK_UN)
+            self.handle.close()
+        return False
+
+
 def _accuracy(value: Optional[float]) -> str:
     return "n/a (no test samples)" if value is None else f"{value:.4f}"
 
@@ -218,7 +250,7 @@ class Searcher:
             "state": self._trainable_state(), "optimizer": self.optimizer.state_dict(),
             "schedule": None if self.schedule is None else self.schedule.state_dict(),
             "rng": {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": _numpy_state()},
-            "history": self.history, "epoch_seconds": self.epoch_seconds,
+            "history": self.history, "epoch_seconds": self.epoch_seconds, "data": self.task.fingerprint(),
         }, self.checkpoint_path)
 
     def load_checkpoint(self, path) -> None:
@@ -229,6 +261,11 @@ class Searcher:
         if changed:
             raise ValueError(f"search: cannot resume {path}: it was written with different {changed} "
                              f"({', '.join(f'{k}={saved.get(k)!r}' for k in changed)}); use another out directory")
+        data = self.task.fingerprint()
+        if payload.get("data") != data:
+            raise ValueError(f"search: cannot resume {path}: the data changed since it was written (saved: "
+                             f"{payload.get('data')}, now: {data}); restore the data, or start again (--no-resume) "
+                             "or in another out directory")
         missing, unexpected = self.model.load_state_dict(payload["state"], strict=False)
         if unexpected:
             raise ValueError(f"search: checkpoint {path} has state this model lacks: {unexpected[:5]}")
@@ -260,18 +297,26 @@ class Searcher:
         path = self.out / "metrics.jsonl" if self.out else None
         if path is None or not path.exists() or not self.ctx.is_main:
             return
-        lines = [line for line in path.read_text().splitlines() if line.strip()]
-        keep = [line for line in lines if json.loads(line).get("step", 0) <= self.step
-                and not (json.loads(line).get("kind") == "epoch" and json.loads(line)["epoch"] > self.epoch)]
-        path.write_text("".join(line + "\n" for line in keep))
+        records = []
+        for line in path.read_text().splitlines():
+            try:  # a line torn by a kill mid-write is dropped (it is written again)
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(record, dict) and record.get("step", 0) <= self.step and not (
+                    record.get("kind") == "epoch" and record.get("epoch", 0) > self.epoch):
+                records.append(line)
+        path.write_text("".join(line + "\n" for line in records))
 
     # -- the run -------------------------------------------------------------------------------------------
     def run(self, max_steps: Optional[int] = None) -> Optional[dict]:
         """Search to the end and return the result, or stop after ``max_steps`` steps in all (counting steps done
         before a resume), having written a checkpoint, and return ``None``."""
+        with RunLock(self.out if self.ctx.is_main else None):
+            return self._run(max_steps)
+
+    def _run(self, max_steps: Optional[int]) -> Optional[dict]:
         c = self.config
-        if self.out is not None and self.ctx.is_main:
-            self.out.mkdir(parents=True, exist_ok=True)
         if c.resume and self.checkpoint_path is not None and self.checkpoint_path.exists():
             self.load_checkpoint(self.checkpoint_path)
             self._trim_metrics()

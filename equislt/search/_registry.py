@@ -7,6 +7,7 @@ network records its :class:`~equislt.models.Architecture`, so a ticket regenerat
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Optional, Tuple
 
@@ -45,6 +46,18 @@ class Task:
             return graph_logits(model, batch), batch.y.view(-1)
         return model(batch[0]), batch[1]
 
+    def fingerprint(self) -> dict:
+        """Sizes and a SHA-256 of the first and last samples of both splits: a resumed run checks its data is the
+        data it started with."""
+        digest = hashlib.sha256()
+        for name, dataset in (("train", self.train), ("test", self.test)):
+            n = len(dataset)
+            for i in sorted(set(range(min(8, n))) | set(range(max(n - 8, 0), n))):
+                for key, tensor in _tensors(dataset[i]):
+                    digest.update(f"{name}/{i}/{key}/{tuple(tensor.shape)}/{tensor.dtype}".encode())
+                    digest.update(tensor.detach().contiguous().cpu().numpy().tobytes())
+        return {"train": len(self.train), "test": len(self.test), "sha256": digest.hexdigest()}
+
     def probe(self, model: nn.Module, count: int = 2) -> Optional[tuple]:
         """The call arguments of ``model`` on the first ``count`` test samples (a ticket's fingerprint inputs;
         ``None`` without test samples)."""
@@ -52,6 +65,15 @@ class Task:
         if batch is None:
             return None
         return graph_arguments(batch, model) if self.kind == "graph" else (batch[0],)
+
+
+def _tensors(item):
+    """``(key, tensor)`` of a sample: a tuple of tensors, or a PyG ``Data``'s attributes."""
+    if torch.is_tensor(item):
+        return [("", item)]
+    if isinstance(item, (tuple, list)):
+        return [(str(i), t) for i, t in enumerate(item) if torch.is_tensor(t)]
+    return [(k, v) for k, v in sorted(item.to_dict().items()) if torch.is_tensor(v)]
 
 
 def _limit(dataset, limit: Optional[int]):

@@ -16,6 +16,7 @@ from .._compat import tensor_of
 
 __all__ = [
     "EquivarianceReport",
+    "default_spatial_size",
     "equivariance_error",
     "escnn_equivariance_error",
     "grid_exact_elements",
@@ -54,13 +55,15 @@ def equivariance_error(fn: Callable, x, actions: Iterable[Action], modes: Sequen
 
     ``x`` is the input (passed as ``fn(*x)`` if it is a tuple); ``actions`` are ``(name, act_in, act_out)``
     with ``act_in(x)`` the transformed input and ``act_out(y)`` the transformed output. ``module`` (default
-    ``fn``) is switched to each mode and restored afterwards.
+    ``fn``) is switched to each mode and restored afterwards. The check never changes the model: every parameter
+    and buffer (batch-norm running statistics, which a train-mode pass updates) is restored bit for bit.
     """
     module = fn if module is None else module
     call = (lambda inp: fn(*inp)) if isinstance(x, tuple) else fn
     actions = list(actions)
     report = EquivarianceReport()
     was_training = module.training
+    saved = _snapshot(module)
     try:
         for mode in modes:
             if mode not in ("train", "eval"):
@@ -74,7 +77,40 @@ def equivariance_error(fn: Callable, x, actions: Iterable[Action], modes: Sequen
                     report.errors[(mode, name)] = float(diff.abs().max()) / scale
     finally:
         module.train(was_training)
+        _restore(module, saved)
     return report
+
+
+def _snapshot(module) -> Dict[str, torch.Tensor]:
+    tensors = dict(module.named_parameters()) if isinstance(module, torch.nn.Module) else {}
+    if isinstance(module, torch.nn.Module):
+        tensors.update((f"buffer:{name}", b) for name, b in module.named_buffers() if b is not None)
+    return {name: t.detach().clone() for name, t in tensors.items()}
+
+
+@torch.no_grad()
+def _restore(module, saved: Dict[str, torch.Tensor]) -> None:
+    if not isinstance(module, torch.nn.Module):
+        return
+    current = dict(module.named_parameters())
+    current.update((f"buffer:{name}", b) for name, b in module.named_buffers() if b is not None)
+    for name, value in saved.items():
+        tensor = current.get(name)
+        if tensor is not None and tensor.shape == value.shape and not torch.equal(tensor, value):
+            tensor.copy_(value)
+
+
+def default_spatial_size(module, minimum: int = 11) -> int:
+    """An input side at which ``module``'s strided layers (pooling, strided convolutions) keep every map odd, so
+    that rotations by 90° stay exact about the centre: ``2^(S+2) + 1`` for ``S`` stride-2 stages (``minimum``
+    when there are none)."""
+    strided = 0
+    for sub in module.modules():
+        stride = getattr(sub, "stride", 1)
+        stride = max(stride) if isinstance(stride, (tuple, list)) else stride
+        if isinstance(stride, int) and stride > 1:
+            strided += 1
+    return minimum if not strided else 2 ** (strided + 2) + 1
 
 
 def grid_exact_elements(gspace) -> list:
@@ -91,12 +127,14 @@ def grid_exact_elements(gspace) -> list:
 
 
 def escnn_equivariance_error(module, x=None, elements=None, modes: Sequence[str] = ("train", "eval"),
-                             spatial: int = 11, batch: int = 3) -> EquivarianceReport:
+                             spatial: Optional[int] = None, batch: int = 3) -> EquivarianceReport:
     """Equivariance error of an escnn module under ``GeometricTensor.transform(g)``.
 
-    ``x`` defaults to a random input of ``spatial`` size (odd, so 90° rotations are exact about the centre);
-    ``elements`` defaults to :func:`grid_exact_elements` of the input's gspace.
+    ``x`` defaults to a random input of side ``spatial`` (default :func:`default_spatial_size`: odd at every
+    stage, so 90° rotations are exact about the centre); ``elements`` defaults to :func:`grid_exact_elements` of
+    the input's gspace. The module is left exactly as it was (see :func:`equivariance_error`).
     """
+    spatial = default_spatial_size(module) if spatial is None else int(spatial)
     from .._compat import import_escnn
 
     escnn = import_escnn()
