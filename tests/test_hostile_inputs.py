@@ -483,3 +483,23 @@ def test_the_demo_does_not_depend_on_the_thread_count():
     accuracies = [r["target_accuracy"] for r in results]
     assert abs(accuracies[0] - accuracies[1]) <= 0.02 and min(accuracies) > 0.85
     assert all(r["prediction_agreement"] == 1.0 for r in results)
+
+
+def test_constructed_masks_do_not_depend_on_the_thread_count():
+    """The draws (torch's CPU generator) and the exact solver involve no thread-dependent float sums: the same
+    target gives the same masks on any number of threads."""
+    from equislt.construct import construct
+    from equislt.masks import mask_digest
+    from equislt.models import steerable_cnn
+
+    torch.manual_seed(0)
+    target = steerable_cnn("c4", channels=(2, 3), kernel_size=3, input_size=9, num_classes=4).eval()
+    x = torch.rand(32, 1, 9, 9)
+    threads, digests = torch.get_num_threads(), []
+    try:
+        for count in (1, 2):
+            torch.set_num_threads(count)
+            digests.append(mask_digest(construct(target, x, tol=1e-4, input_nonnegative=True, progress=False).masks()))
+    finally:
+        torch.set_num_threads(threads)
+    assert digests[0] == digests[1]

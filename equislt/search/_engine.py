@@ -193,13 +193,19 @@ class Searcher:
                              f"{self.task.num_classes} classes")
 
     def _check_every_layer_keeps_something(self) -> None:
+        """Per-layer top-k at this sparsity: a layer that would keep no coefficient at all is an error, a tensor
+        that would keep none (a small bias, say) is said in the log."""
+        if self.config.scope != "layer":
+            return
         for path, layer in coefficient_layers(self.model):
             if isinstance(layer, MaskedLayer) and isinstance(layer.mask, Supermask):
                 empty = [n for n in layer.mask.names if n_keep(layer.mask.scores(n).numel(), self.config.sparsity) == 0]
-                if empty and self.config.scope == "layer":
+                if empty and len(empty) == len(layer.mask.names):
                     raise ValueError(f"search: at sparsity {self.config.sparsity} layer {path} keeps no coefficient "
-                                     f"of {empty} (too few coefficients); lower the sparsity or leave it dense "
+                                     "(too few coefficients); lower the sparsity or leave the layer dense "
                                      "(first_layer_dense/last_layer_dense)")
+                if empty:
+                    self.log(f"warning: at sparsity {self.config.sparsity} layer {path} keeps none of its {empty}")
 
     # -- evaluation ----------------------------------------------------------------------------------------
     def _forward(self, model, batch):
