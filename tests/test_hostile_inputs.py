@@ -503,3 +503,34 @@ def test_constructed_masks_do_not_depend_on_the_thread_count():
     finally:
         torch.set_num_threads(threads)
     assert digests[0] == digests[1]
+
+
+def test_ctrl_c_is_a_message(monkeypatch, capsys):
+    import equislt.search
+    from equislt.cli import main
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(equislt.search, "run_search", interrupted)
+    assert main(["search", "--no-progress", "--out", "unused"]) == 130
+    assert "interrupted; rerun the same command to resume" in capsys.readouterr().err
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.binary(max_size=512))
+def test_arbitrary_bytes_are_refused_as_a_named_error(tmp_path_factory, data):
+    from equislt._files import load_plain
+
+    path = tmp_path_factory.mktemp("fuzz") / "file.pt"
+    path.write_bytes(data)
+    try:
+        value = load_plain(path, "fuzz")
+    except ValueError as err:
+        assert "fuzz:" in str(err)
+    else:  # only a genuine pickle of plain data can load
+        assert value is None or isinstance(value, (int, float, str, bytes, bool, list, tuple, dict, torch.Tensor))
