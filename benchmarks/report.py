@@ -72,7 +72,7 @@ def construct_table() -> str:
                     f"{r['max_output_error']:.1e} | {r['ticket_forward_vs_target']:.2f}× | {c['random']:,} | "
                     f"{c['kept']:,} |")
     fits = data["fits"]
-    return (f"Construction (`{data['command']}`, tol {data['tol']}; each target in a fresh process, peak memory of "
+    return (f"Construction (`{data['command']}`, tol {_scientific(data['tol'])}; each target in a fresh process, peak memory of "
             f"that process; agreement and errors on the listed number of inputs; Pensia et al.: "
             f"{data['reference']['pensia_2020_mlp_seconds']:,} s on {data['reference']['pensia_2020_cores']} cores "
             f"for the MLP). Time grows with the target's coefficients with a fitted log-log slope of "
@@ -144,7 +144,13 @@ def _tol(*runs) -> str:
     tols = {run["settings"]["tol"] for run in runs}
     if len(tols) != 1:
         raise ValueError(f"the paper scripts ran with different tolerances: {sorted(tols)}")
-    return f"{tols.pop():g}"
+    return _scientific(tols.pop())
+
+
+def _scientific(value: float) -> str:
+    """``1e-4`` rather than ``0.0001`` or ``1e-04``."""
+    mantissa, exponent = f"{value:.3e}".split("e")
+    return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
 
 
 def paper_construction_table() -> str:
