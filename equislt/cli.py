@@ -61,13 +61,20 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--data-limit", type=int, default=None, help="at most this many images per split")
     demo.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
-    con = sub.add_parser("construct", help="construct a ticket for a saved target (equislt.models.save_model)")
-    con.add_argument("--target", required=True, help="target checkpoint, e.g. runs/demo/target.pt")
+    con = sub.add_parser("construct", help="construct a ticket for a trained target")
+    con.add_argument("--target", required=True,
+                     help="a checkpoint written by equislt.models.save_model (e.g. runs/demo/target.pt), or your "
+                          "model's factory 'package.module:factory' (with --weights)")
+    con.add_argument("--weights", help="with a factory --target: the trained state_dict (torch.save of "
+                                       "model.eval().state_dict())")
+    con.add_argument("--model-kwargs", type=_json_dict, default={},
+                     help="with a factory --target: its arguments as JSON")
     con.add_argument("--trust-target", action="store_true",
-                     help="also read a checkpoint of an earlier release holding a pickled module (runs code from "
-                          "the file: only for files you wrote)")
-    con.add_argument("--inputs", default="digits",
-                     help="sample inputs: 'digits' (held-out rotated digits) or a .pt file holding a tensor")
+                     help="let a checkpoint import the factory it names, or read one of an earlier release holding "
+                          "a pickled module (runs code: only for files you wrote)")
+    con.add_argument("--inputs", default=None,
+                     help="sample inputs: a .pt file holding a tensor; 'digits' (held-out rotated digits at the "
+                          "target's input size, the default for equislt's image models)")
     con.add_argument("--tol", type=_tol, default=1e-4, help="per-coefficient Subset-Sum tolerance")
     con.add_argument("--eps", type=float, default=None, help="fail unless the certified bound is below eps")
     con.add_argument("--n", type=int, default=None, help="summands per pool (default from --tol)")
@@ -97,7 +104,9 @@ def _json_dict(text: str) -> dict:
 # (flag, SearchConfig field, argparse options); every flag defaults to None = "not given": the config file's
 # value (or the SearchConfig default) is used, a given flag overrides it
 _SEARCH_FLAGS = [
-    ("--model", "model", dict(help="registry model: steerable_cnn, plain_cnn, gin, gcn, ign")),
+    ("--model", "model", dict(help="steerable_cnn, plain_cnn, gin, gcn, ign, a name registered with "
+                                   "equislt.register_model, or your factory 'package.module:factory' (the "
+                                   "current directory is searched)")),
     ("--model-kwargs", "model_kwargs",
      dict(type=_json_dict, help='factory arguments as JSON, e.g. \'{"channels": [8, 16]}\'')),
     ("--data", "data", dict(help="registry data set: rotated_digits, graph_atlas")),
@@ -156,28 +165,51 @@ def _search(args) -> None:
         raise SystemExit(f"equislt search: {err}")
 
 
-def _inputs(spec: str):
+_DIGIT_MODELS = ("equislt.steerable_cnn", "equislt.plain_cnn")  # image models with a bundled data set
+
+
+def _inputs(spec: Optional[str], target):
     import torch
 
     from ._files import load_plain
+    from .models import Architecture
 
-    if spec == "digits":
+    architecture = Architecture.of(target)
+    if spec in (None, "digits"):
+        if architecture is None or architecture.factory not in _DIGIT_MODELS:
+            raise ValueError("--inputs is required: a .pt file holding a tensor of sample inputs for this model "
+                             "(only equislt's image models have a bundled data set)")
         from .data import rotated_digits
 
-        return rotated_digits("test").tensors[0]
+        return rotated_digits("test", size=int(architecture.kwargs.get("input_size", 17))).tensors[0]
     value = load_plain(spec, "--inputs")
     if not isinstance(value, torch.Tensor):
         raise ValueError(f"--inputs {spec} must hold a tensor, got {type(value).__name__}")
     return value
 
 
+def _target(args):
+    """The trained target: a checkpoint, or a factory built with ``--model-kwargs`` and loaded with ``--weights``."""
+    from pathlib import Path
+
+    from .models import load_model, load_weights
+
+    if ":" in args.target and not Path(args.target).exists():
+        if args.weights is None:
+            raise ValueError(f"--target {args.target} is a factory: give its trained state_dict with --weights")
+        return load_weights(args.target, args.model_kwargs, args.weights)
+    if args.weights is not None:
+        raise ValueError("--weights goes with a factory --target 'package.module:factory'; a checkpoint holds its "
+                         "weights")
+    return load_model(args.target, trust=args.trust_target)
+
+
 def _construct(args) -> None:
     from .construct import construct
-    from .models import load_model
 
     try:
-        target = load_model(args.target, trust=args.trust_target)
-        ticket = construct(target, _inputs(args.inputs), tol=args.tol, eps=args.eps, n=args.n, seed=args.seed,
+        target = _target(args)
+        ticket = construct(target, _inputs(args.inputs, target), tol=args.tol, eps=args.eps, n=args.n, seed=args.seed,
                            policy=args.policy, fewest=args.fewest, input_nonnegative=args.input_nonnegative,
                            progress=not args.no_progress, log=print)
         ticket.save(args.out)

@@ -141,7 +141,7 @@ def test_config_files_and_errors(tmp_path):
         SearchConfig(scope="tensor")
     with pytest.raises(ValueError, match="not a directory of IDX files"):
         Searcher(SearchConfig(data_path="my_images/"), log=_quiet)
-    with pytest.raises(ValueError, match="unknown model 'resnet'"):
+    with pytest.raises(ValueError, match="'resnet' is not a registered model"):
         Searcher(SearchConfig(model="resnet", out=None), log=_quiet)
     with pytest.raises(ValueError, match="takes graph data"):
         Searcher(SearchConfig(model="gin", out=None), log=_quiet)

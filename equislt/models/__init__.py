@@ -1,9 +1,9 @@
 """Models for the demos: small steerable CNNs (escnn, imported lazily), plain CNNs, graph models (k-IGN, pooled
 PyG MPNNs), training helpers, and the registry of architectures that tickets and checkpoints rebuild."""
-from ._architecture import Architecture, register_model, registered_models
+from ._architecture import Architecture, import_factory, model_factory, register_model, registered_models
 from ._graph import (IGN, GraphClassifier, count_parameters, gcn_classifier, gin_classifier, graph_accuracy,
                      graph_arguments, graph_logits, train_graph_model)
-from ._io import load_model, save_model
+from ._io import load_model, load_weights, save_model
 from ._steerable import PlainCNN, SteerableCNN, c4_steerable_cnn, parse_group, plain_cnn, steerable_cnn
 from ._train import accuracy, train_classifier
 
@@ -21,7 +21,10 @@ __all__ = [
     "graph_accuracy",
     "graph_arguments",
     "graph_logits",
+    "import_factory",
     "load_model",
+    "load_weights",
+    "model_factory",
     "parse_group",
     "plain_cnn",
     "register_model",

@@ -5,15 +5,22 @@ modules cannot be pickled) and instead of an import path: a file only *names* a 
 registered in code (:func:`register_model`) are ever called, so loading a file never chooses which code runs.
 equislt's own models are registered as ``"equislt.steerable_cnn"``, ``"equislt.plain_cnn"``, ``"equislt.gin"``,
 ``"equislt.gcn"`` and ``"equislt.ign"``.
+
+A user's own model enters by name (:func:`model_factory`): a registered name, an import path
+``"package.module:factory"`` that *the user* typed (a config, a CLI flag; it is imported and registered under that
+path), or the factory itself. A file that records an import path is only imported on request (``trust=True``).
 """
 from __future__ import annotations
 
+import importlib
+import os
+import sys
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Mapping, Optional
+from typing import Any, Callable, Dict, Mapping, Optional, Union
 
 from torch import nn
 
-__all__ = ["Architecture", "register_model", "registered_models"]
+__all__ = ["Architecture", "import_factory", "model_factory", "register_model", "registered_models"]
 
 _FACTORIES: Dict[str, Callable[..., nn.Module]] = {}
 
@@ -49,6 +56,65 @@ def registered_models() -> Dict[str, Callable[..., nn.Module]]:
     return dict(_FACTORIES)
 
 
+def import_factory(path: str, where: str = "model") -> Callable[..., nn.Module]:
+    """Import the factory ``"package.module:name"`` (``name`` may be dotted: ``module:Class.build``). The current
+    directory is searched too, as ``python -m`` would, so ``--model mymodels:make`` finds ``./mymodels.py``."""
+    module_name, _, attribute = path.partition(":")
+    if not module_name or not attribute or not all(part.isidentifier() for part in
+                                                   module_name.split(".") + attribute.split(".")):
+        raise ValueError(f"{where}: {path!r} is not an import path 'package.module:factory'")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        if err.name != module_name.split(".")[0] or os.getcwd() in sys.path:
+            raise ValueError(f"{where}: cannot import {module_name!r} for {path!r}: {err}") from None
+        sys.path.insert(0, os.getcwd())
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as again:
+            raise ValueError(f"{where}: cannot import {module_name!r} for {path!r} (searched the current directory "
+                             f"too): {again}") from None
+    function: Any = module
+    for part in attribute.split("."):
+        if not hasattr(function, part):
+            raise ValueError(f"{where}: module {module_name!r} has no {attribute!r}")
+        function = getattr(function, part)
+    if not callable(function):
+        raise ValueError(f"{where}: {path!r} is a {type(function).__name__}, not a callable that returns a model")
+    return function
+
+
+def _name_of(function: Callable[..., nn.Module]) -> Optional[str]:
+    return next((name for name, known in _FACTORIES.items() if known is function), None)
+
+
+def model_factory(spec: Union[str, Callable[..., nn.Module]], where: str = "model") -> str:
+    """The registered name of the factory ``spec`` names, registering it if needed: a registered name (kept), an
+    import path ``"package.module:factory"`` (imported; recorded under the name its function is registered with,
+    else under the path), or a callable (its registered name, else ``"module:qualname"``; a notebook that
+    redefines a function re-registers it)."""
+    if callable(spec):
+        name = _name_of(spec)
+        if name is None:
+            name = f"{spec.__module__}:{spec.__qualname__}"
+            _FACTORIES[name] = spec  # a function defined again under the same name replaces the earlier one
+        return name
+    if not isinstance(spec, str) or not spec:
+        raise ValueError(f"{where}: expected a registered model name, 'package.module:factory' or a callable, "
+                         f"got {spec!r}")
+    if spec in _FACTORIES:
+        return spec
+    if ":" not in spec:
+        raise ValueError(f"{where}: {spec!r} is not a registered model (registered: {sorted(_FACTORIES)}); name your "
+                         "own factory as 'package.module:factory' or register it with equislt.register_model")
+    function = import_factory(spec, where)
+    name = _name_of(function)
+    if name is None:
+        name = spec
+        _FACTORIES[name] = function
+    return name
+
+
 @dataclass(frozen=True)
 class Architecture:
     """A model as data: ``factory`` (a name given to :func:`register_model`) called with ``kwargs``."""
@@ -56,19 +122,25 @@ class Architecture:
     factory: str
     kwargs: Mapping[str, Any] = field(default_factory=dict)
 
-    def resolve(self) -> Callable[..., nn.Module]:
-        """The registered factory (an error that says how to register it if there is none)."""
+    def resolve(self, trust: bool = False) -> Callable[..., nn.Module]:
+        """The registered factory (an error that says how to register it if there is none). ``trust=True`` imports
+        a factory recorded as an import path ``"package.module:factory"`` (this runs that module's code: only for
+        files you trust)."""
         function = _FACTORIES.get(self.factory)
+        if function is None and trust and ":" in self.factory:
+            function = _FACTORIES[self.factory] = import_factory(self.factory, "architecture")
         if function is None:
+            imported = (f", or let equislt import it with trust=True (--trust-target on the command line) if you "
+                        f"trust the file" if ":" in self.factory else "")
             raise ValueError(f"architecture factory {self.factory!r} is not registered: equislt only calls factories "
                              f"registered in code. Register it before loading, "
-                             f"equislt.register_model({self.factory!r})(your_factory), or pass target=<a model with "
-                             f"this architecture> (registered: {sorted(_FACTORIES)})")
+                             f"equislt.register_model({self.factory!r})(your_factory){imported}, or pass "
+                             f"target=<a model with this architecture> (registered: {sorted(_FACTORIES)})")
         return function
 
-    def build(self) -> nn.Module:
+    def build(self, trust: bool = False) -> nn.Module:
         """Call the registered factory; the model records this architecture (``model.equislt_architecture``)."""
-        function = self.resolve()
+        function = self.resolve(trust)
         try:
             model = function(**dict(self.kwargs))
         except TypeError as err:

@@ -104,14 +104,45 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for n, p in model.named_parameters() if not n.endswith("_scores"))
 
 
+# what a graph model's ``forward`` may ask for by name, and the attribute of a PyG batch that gives it
+GRAPH_ARGUMENTS = ("x", "edge_index", "batch", "edge_attr", "edge_weight", "pos")
+
+
 def graph_arguments(batch, model: Optional[nn.Module] = None) -> tuple:
-    """The call arguments of a graph classifier on a PyG batch: ``dense_graph_batch(batch)`` for an :class:`IGN`
-    (also inside a ``DistributedDataParallel``'s ``.module``), ``(x, edge_index, batch)`` for any other model."""
-    if isinstance(getattr(model, "module", model), IGN):
+    """The call arguments of a graph model on a PyG batch: ``dense_graph_batch(batch)`` for an :class:`IGN`
+    (also inside a ``DistributedDataParallel``'s ``.module``); for any other model, the batch attributes its
+    ``forward`` names, in order, from :data:`GRAPH_ARGUMENTS` (``forward(x, edge_index, batch)``, or with
+    ``edge_attr`` for GINE-style models); without a model, ``(x, edge_index, batch)``."""
+    inner = getattr(model, "module", model)
+    if isinstance(inner, IGN):
         from ..data import dense_graph_batch
 
         return tuple(dense_graph_batch(batch))
-    return batch.x.float(), batch.edge_index, batch.batch
+    names = ("x", "edge_index", "batch") if inner is None else _forward_names(inner, batch)
+    return tuple(_batch_value(batch, name) for name in names)
+
+
+def _forward_names(model: nn.Module, batch) -> List[str]:
+    import inspect
+
+    names = []
+    for name, parameter in inspect.signature(model.forward).parameters.items():
+        if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD, parameter.KEYWORD_ONLY):
+            break
+        present = name in GRAPH_ARGUMENTS and getattr(batch, name, None) is not None
+        if not present and parameter.default is not parameter.empty:
+            break
+        if not present:
+            why = "the batch has none" if name in GRAPH_ARGUMENTS else f"graph models take {GRAPH_ARGUMENTS}"
+            raise ValueError(f"{type(model).__name__}.forward asks for {name!r}, but {why}: write "
+                             "forward(x, edge_index, batch, ...) with arguments named after the batch's attributes")
+        names.append(name)
+    return names
+
+
+def _batch_value(batch, name: str) -> torch.Tensor:
+    value = getattr(batch, name)
+    return value.float() if name == "x" else value
 
 
 def graph_logits(model: nn.Module, batch) -> torch.Tensor:

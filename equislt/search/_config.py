@@ -9,8 +9,9 @@ import json
 import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Union
 
+from ..models import model_factory
 from ..nn import WEIGHT_INITS
 
 __all__ = ["SearchConfig", "load_config"]
@@ -29,8 +30,12 @@ class SearchConfig:
 
     Model and data
         ``model``/``model_kwargs``: a name from :data:`equislt.search.MODELS` (``steerable_cnn``, ``plain_cnn``,
-        ``gin``, ``gcn``, ``ign``) and its factory arguments (``num_classes``/``in_channels``/``input_size`` are filled in
-        from the data set when missing). ``data``/``data_kwargs``: a name from :data:`equislt.search.DATASETS`
+        ``gin``, ``gcn``, ``ign``), your own model as ``"package.module:factory"`` (imported; the current directory
+        is searched too), a name registered with :func:`equislt.register_model`, or the factory itself (Python
+        only; stored by its registered name), and its factory arguments (the data set's ``num_classes``,
+        ``in_channels``, ``input_size`` / ``out_channels`` are filled in when missing and the factory takes them).
+        Image models are called ``model(images)``; graph models ``model(x, edge_index, batch)`` (any of
+        ``edge_attr``, ``edge_weight``, ``pos`` too, by name). ``data``/``data_kwargs``: a name from :data:`equislt.search.DATASETS`
         (``rotated_digits``, ``graph_atlas``). ``data_path``: your own data of the same kind instead: a directory of
         MNIST-style IDX files for ``rotated_digits`` (``data_kwargs``: ``rotations``, ``seed``, ``train_limit``,
         ``test_limit``), a ``torch.save``-d PyG dataset or list of ``Data`` for ``graph_atlas`` (``test_fraction``,
@@ -56,7 +61,7 @@ class SearchConfig:
         (continue from ``out/checkpoint.pt`` when it exists), ``log_every`` (steps), ``progress`` (tqdm).
     """
 
-    model: str = "steerable_cnn"
+    model: Union[str, Callable[..., Any]] = "steerable_cnn"
     model_kwargs: Dict[str, Any] = field(default_factory=dict)
     data: str = "rotated_digits"
     data_kwargs: Dict[str, Any] = field(default_factory=dict)
@@ -89,6 +94,11 @@ class SearchConfig:
     def __post_init__(self) -> None:
         def bad(name, why):
             raise ValueError(f"SearchConfig.{name}: {why}, got {getattr(self, name)!r}")
+
+        if callable(self.model):  # a factory passed in Python: kept by its registered name (JSON-able config)
+            self.model = model_factory(self.model, "SearchConfig.model")
+        elif not isinstance(self.model, str) or not self.model:
+            bad("model", "must be a model name, 'package.module:factory' or a factory callable")
 
         if not isinstance(self.sparsity, (int, float)) or not 0.0 <= self.sparsity < 1.0:
             bad("sparsity", "the fraction pruned must be in [0, 1)")

@@ -330,7 +330,7 @@ class Searcher:
             (self.out / "metrics.jsonl").unlink()
         self.ctx.barrier()
         if self.step == 0:
-            self.log(f"search: {c.model} on {c.data}, {len(self.task.train)} training samples, "
+            self.log(f"search: {c.model} on {self.task.source}, {len(self.task.train)} training samples, "
                      f"{self.total_steps} steps, sparsity {c.sparsity} ({c.scope}), "
                      f"{self.ctx.world_size} process(es)")
         loss_fn = nn.CrossEntropyLoss()
@@ -412,7 +412,8 @@ class Searcher:
                                metadata={"test_accuracy": accuracy, "config": c.as_dict()},
                                probe=self.task.probe(self.model))
         result = {
-            "version": _version(), "config": c.as_dict(), "seed": c.seed, "world_size": self.ctx.world_size,
+            "version": _version(), "config": c.as_dict(), "data": self.task.source, "seed": c.seed,
+            "world_size": self.ctx.world_size,
             "steps": self.step, "test_accuracy": accuracy, "sparsity": counts.sparsity,
             "coefficients_kept": counts.kept, "coefficients_masked": counts.total,
             "coefficients_all_layers": all_coefficients, "density_per_layer": per_layer,

@@ -8,13 +8,14 @@ network records its :class:`~equislt.models.Architecture`, so a ticket regenerat
 from __future__ import annotations
 
 import hashlib
+import inspect
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Optional, Tuple
 
 import torch
 from torch import nn
 
-from ..models import Architecture, graph_arguments, graph_logits
+from ..models import Architecture, graph_arguments, graph_logits, model_factory, registered_models
 
 __all__ = ["MODELS", "DATASETS", "ModelEntry", "Task", "build_model", "build_task", "model_architecture"]
 
@@ -26,6 +27,7 @@ class Task:
     num_classes: int
     kind: str  # "image" or "graph": how batches are made and fed to a model
     model_defaults: Dict[str, Any]
+    source: str = "data"  # what the data is, for the run's header and result.json
 
     def loader(self, dataset, **kwargs):
         if self.kind == "graph":
@@ -89,7 +91,8 @@ def _rotated_digits(size: int = 17, rotations: str = "c4", test_fraction: float 
     train = rotated_digits("train", size=size, rotations=rotations, test_fraction=test_fraction, seed=seed)
     test = rotated_digits("test", size=size, rotations=rotations, test_fraction=test_fraction, seed=seed)
     return Task(_limit(train, train_limit), _limit(test, test_limit), 10, "image",
-                {"num_classes": 10, "input_size": size, "in_channels": 1})
+                {"num_classes": 10, "input_size": size, "in_channels": 1},
+                f"rotated_digits (bundled, {size}x{size}, {rotations} rotations)")
 
 
 def _graph_atlas(task: str = "triangles", min_nodes: int = 1, max_nodes: int = 7, features: str = "degree",
@@ -99,7 +102,8 @@ def _graph_atlas(task: str = "triangles", min_nodes: int = 1, max_nodes: int = 7
     dataset = GraphAtlas(task=task, min_nodes=min_nodes, max_nodes=max_nodes, features=features)
     train_idx, test_idx = split_indices(len(dataset), (1 - test_fraction, test_fraction), seed=seed)
     return Task(dataset[train_idx], dataset[test_idx], dataset.num_classes, "graph",
-                {"out_channels": dataset.num_classes, "in_channels": dataset.num_features})
+                {"out_channels": dataset.num_classes, "num_classes": dataset.num_classes,
+                 "in_channels": dataset.num_features}, f"graph_atlas (bundled, {task}, {min_nodes}-{max_nodes} nodes)")
 
 
 def _idx_directory(path: str, rotations: str = "c4", seed: int = 0, train_limit: Optional[int] = None,
@@ -111,7 +115,8 @@ def _idx_directory(path: str, rotations: str = "c4", seed: int = 0, train_limit:
     test = idx_images(path, "test", rotations=rotations, seed=seed, limit=test_limit)
     classes = _classes(torch.cat([train.tensors[1], test.tensors[1]]), path)
     return Task(train, test, classes, "image",
-                {"num_classes": classes, "input_size": train.tensors[0].shape[-1], "in_channels": 1})
+                {"num_classes": classes, "input_size": train.tensors[0].shape[-1], "in_channels": 1},
+                f"IDX images in {path}")
 
 
 MAX_CLASSES = 10_000  # a larger label is taken for a mistake (it would size the model's output layer)
@@ -147,7 +152,7 @@ def _graph_file(path: str, test_fraction: float = 0.2, seed: int = 0) -> Task:
         raise ValueError(f"{path}: {len(graphs)} graph(s); a train/test split needs at least two")
     train_idx, test_idx = split_indices(len(graphs), (1 - test_fraction, test_fraction), seed=seed)
     return Task([graphs[i] for i in train_idx], [graphs[i] for i in test_idx], classes, "graph",
-                {"out_channels": classes, "in_channels": widths.pop()})
+                {"out_channels": classes, "num_classes": classes, "in_channels": widths.pop()}, f"graphs in {path}")
 
 
 DATASETS: Dict[str, Callable[..., Task]] = {"rotated_digits": _rotated_digits, "graph_atlas": _graph_atlas}
@@ -195,10 +200,26 @@ def build_task(name: str, kwargs: Dict[str, Any], data_path: Optional[str] = Non
 
 
 def model_architecture(name: str, kwargs: Optional[Dict[str, Any]] = None, task: Optional[Task] = None) -> Architecture:
-    """The architecture of search model ``name`` (missing size arguments filled in from ``task``)."""
+    """The architecture of search model ``name`` (missing size arguments filled in from ``task``).
+
+    ``name``: a model of :data:`MODELS`, a factory registered with :func:`equislt.register_model`, or an import
+    path ``"package.module:factory"`` (:func:`equislt.models.model_factory`). A user's factory gets the data set's
+    size arguments (``num_classes``, ``in_channels``, ``input_size``, ``out_channels``) that its signature names
+    and ``kwargs`` leaves out."""
+    kwargs = dict(kwargs or {})
     if name not in MODELS:
-        raise ValueError(f"SearchConfig.model: unknown model {name!r}; known: {sorted(MODELS)}")
-    entry, kwargs = MODELS[name], dict(kwargs or {})
+        try:
+            factory = model_factory(name, "SearchConfig.model")
+        except ValueError as err:
+            raise ValueError(f"{err} (equislt's models: {sorted(MODELS)})") from None
+        if task is not None:
+            parameters = inspect.signature(registered_models()[factory]).parameters
+            for key, value in task.model_defaults.items():
+                if key in parameters and parameters[key].kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                                                  inspect.Parameter.KEYWORD_ONLY):
+                    kwargs.setdefault(key, value)
+        return Architecture(factory, kwargs)
+    entry = MODELS[name]
     if task is not None:
         if entry.kind != task.kind:
             raise ValueError(f"SearchConfig.model {name!r} takes {entry.kind} data, but the data set gives "

@@ -127,11 +127,13 @@ class Ticket:
         torch.save(payload, Path(path))
 
     @classmethod
-    def load(cls, path, target: Optional[nn.Module] = None, verify: bool = True) -> "Ticket":
+    def load(cls, path, target: Optional[nn.Module] = None, verify: bool = True, trust: bool = False) -> "Ticket":
         """Read a saved ticket (construction or search) and check it against the checks saved with it (the masks,
         the recipe, the state; with ``verify``, also the outputs on the saved probe inputs, which builds the
         compact network now). ``target``: a model with the target's architecture, needed only when the ticket
-        records no architecture. Files of ``equislt.ticket/2`` carry no checks and load with a warning."""
+        records no architecture. The network is rebuilt by its registered factory; ``trust=True`` also imports a
+        factory the file records as ``"package.module:factory"`` (that module's code runs: only for files you
+        trust). Files of ``equislt.ticket/2`` carry no checks and load with a warning."""
         where = f"Ticket.load: {path}"
         payload = load_plain(path, "Ticket.load")  # data only: never runs code from the file
         fmt = payload.get("format") if isinstance(payload, dict) else None
@@ -159,7 +161,7 @@ class Ticket:
             raise ValueError(f"Ticket.load: {path} records no architecture; pass target=<a model with the target's "
                              "architecture>")
         if target is None:
-            architecture.resolve()  # an unregistered factory fails now, not at first use
+            architecture.resolve(trust)  # an unregistered factory fails now, not at first use
         certificate = payload.get("certificate")
         if certificate is not None and kind.certificate_class is not None:
             certificate = kind.certificate_class.from_dict(certificate)
