@@ -57,6 +57,19 @@ class Sage(nn.Module):
         return self.head(global_add_pool(h, batch))
 
 
+def d4_sequential(num_classes=10, in_channels=1):
+    """An escnn SequentialModule root (called on GeometricTensors), output 1x1 trivial fields as logits."""
+    from escnn import gspaces, nn as enn
+
+    space = gspaces.flipRot2dOnR2(4)
+    inputs = enn.FieldType(space, [space.trivial_repr] * in_channels)
+    hidden = enn.FieldType(space, [space.regular_repr] * 2)
+    pooled = enn.FieldType(space, [space.trivial_repr] * 2)
+    return enn.SequentialModule(enn.R2Conv(inputs, hidden, 3, padding=1), enn.ReLU(hidden),
+                                enn.PointwiseAdaptiveAvgPool2D(hidden, 1), enn.GroupPooling(hidden),
+                                enn.R2Conv(pooled, enn.FieldType(space, [space.trivial_repr] * num_classes), 1))
+
+
 def c8_mixed(num_classes=10, in_channels=1, width=1):
     return C8Mixed(num_classes, in_channels, width)
 
@@ -140,6 +153,23 @@ def test_a_factory_passed_in_python_is_recorded_by_name(tmp_path, user_module, i
         Searcher(SearchConfig(model="no_such_model", out=None, progress=False), log=_quiet)
     with pytest.raises(ValueError, match="has no 'missing'"):
         Searcher(SearchConfig(model=f"{user_module}:missing", out=None, progress=False), log=_quiet)
+
+
+def test_an_escnn_sequential_module_root_gets_geometric_tensors(tmp_path, user_module, idx_digits):
+    from escnn import nn as enn
+
+    folder = idx_digits(tmp_path / "digits", side=8)
+    config = SearchConfig(model=f"{user_module}:d4_sequential", data_path=str(folder), epochs=1, batch_size=32,
+                          data_kwargs={"train_limit": 64, "test_limit": 16}, progress=False,
+                          out=str(tmp_path / "run"))
+    result = run_search(config, log=_quiet)
+    assert 0.45 <= result["sparsity"] <= 0.55
+    ticket = Ticket.load(tmp_path / "run" / "ticket.pt")  # its fingerprint ran the probe as GeometricTensors
+    x = torch.rand(2, 1, 9, 9)
+    rotated = torch.rot90(x, 1, dims=(2, 3))
+    with torch.no_grad():
+        a, b = (ticket(enn.GeometricTensor(v, ticket.network.in_type)).tensor for v in (x, rotated))
+    assert torch.allclose(a, b, atol=1e-5)  # invariant logits
 
 
 def test_a_pyg_model_of_yours_is_searched_on_a_graph_file(tmp_path, user_module):

@@ -130,8 +130,8 @@ class Architecture:
         if function is None and trust and ":" in self.factory:
             function = _FACTORIES[self.factory] = import_factory(self.factory, "architecture")
         if function is None:
-            imported = (f", or let equislt import it with trust=True (--trust-target on the command line) if you "
-                        f"trust the file" if ":" in self.factory else "")
+            imported = (", or let equislt import it with trust=True (--trust-target on the command line) if you "
+                        "trust the file" if ":" in self.factory else "")
             raise ValueError(f"architecture factory {self.factory!r} is not registered: equislt only calls factories "
                              f"registered in code. Register it before loading, "
                              f"equislt.register_model({self.factory!r})(your_factory){imported}, or pass "

@@ -6,7 +6,7 @@ permutation-invariant.
 """
 from __future__ import annotations
 
-from typing import Iterable, List, Optional
+from typing import Optional
 
 import torch
 from torch import nn
@@ -14,8 +14,7 @@ from torch import nn
 from ..nn import IGNLinear
 from ._architecture import register_model
 
-__all__ = ["IGN", "GraphClassifier", "gin_classifier", "gcn_classifier", "graph_accuracy", "graph_arguments",
-           "graph_logits", "train_graph_model", "count_parameters"]
+__all__ = ["IGN", "GraphClassifier", "gin_classifier", "gcn_classifier", "count_parameters"]
 
 
 class IGN(nn.Module):
@@ -104,85 +103,3 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for n, p in model.named_parameters() if not n.endswith("_scores"))
 
 
-# what a graph model's ``forward`` may ask for by name, and the attribute of a PyG batch that gives it
-GRAPH_ARGUMENTS = ("x", "edge_index", "batch", "edge_attr", "edge_weight", "pos")
-
-
-def graph_arguments(batch, model: Optional[nn.Module] = None) -> tuple:
-    """The call arguments of a graph model on a PyG batch: ``dense_graph_batch(batch)`` for an :class:`IGN`
-    (also inside a ``DistributedDataParallel``'s ``.module``); for any other model, the batch attributes its
-    ``forward`` names, in order, from :data:`GRAPH_ARGUMENTS` (``forward(x, edge_index, batch)``, or with
-    ``edge_attr`` for GINE-style models); without a model, ``(x, edge_index, batch)``."""
-    inner = getattr(model, "module", model)
-    if isinstance(inner, IGN):
-        from ..data import dense_graph_batch
-
-        return tuple(dense_graph_batch(batch))
-    names = ("x", "edge_index", "batch") if inner is None else _forward_names(inner, batch)
-    return tuple(_batch_value(batch, name) for name in names)
-
-
-def _forward_names(model: nn.Module, batch) -> List[str]:
-    import inspect
-
-    names = []
-    for name, parameter in inspect.signature(model.forward).parameters.items():
-        if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD, parameter.KEYWORD_ONLY):
-            break
-        present = name in GRAPH_ARGUMENTS and getattr(batch, name, None) is not None
-        if not present and parameter.default is not parameter.empty:
-            break
-        if not present:
-            why = "the batch has none" if name in GRAPH_ARGUMENTS else f"graph models take {GRAPH_ARGUMENTS}"
-            raise ValueError(f"{type(model).__name__}.forward asks for {name!r}, but {why}: write "
-                             "forward(x, edge_index, batch, ...) with arguments named after the batch's attributes")
-        names.append(name)
-    return names
-
-
-def _batch_value(batch, name: str) -> torch.Tensor:
-    value = getattr(batch, name)
-    return value.float() if name == "x" else value
-
-
-def graph_logits(model: nn.Module, batch) -> torch.Tensor:
-    """Logits of a graph classifier on a PyG batch (:func:`graph_arguments`)."""
-    return model(*graph_arguments(batch, model))
-
-
-def train_graph_model(model: nn.Module, loader: Iterable, epochs: int = 50, lr: float = 3e-3,
-                      weight_decay: float = 0.0) -> List[float]:
-    """Adam + cross-entropy on PyG batches (``IGN`` gets :func:`~equislt.data.dense_graph_batch`, other models
-    ``model(x, edge_index, batch)``). Only ``requires_grad`` parameters train. Returns mean loss per epoch."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not params:
-        raise ValueError("train_graph_model: model has no parameters with requires_grad=True")
-    optimizer = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-    model.train()
-    losses = []
-    for _ in range(epochs):
-        total, count = 0.0, 0
-        for batch in loader:
-            optimizer.zero_grad(set_to_none=True)
-            loss = nn.functional.cross_entropy(graph_logits(model, batch), batch.y.view(-1))
-            loss.backward()
-            optimizer.step()
-            total += float(loss.detach()) * batch.num_graphs
-            count += batch.num_graphs
-        losses.append(total / max(count, 1))
-    return losses
-
-
-@torch.no_grad()
-def graph_accuracy(model: nn.Module, loader: Iterable) -> float:
-    """Fraction of graphs classified correctly, in eval mode (the previous mode is restored)."""
-    was = model.training
-    model.eval()
-    correct = total = 0
-    try:
-        for batch in loader:
-            correct += int((graph_logits(model, batch).argmax(-1) == batch.y.view(-1)).sum())
-            total += batch.num_graphs
-    finally:
-        model.train(was)
-    return correct / max(total, 1)

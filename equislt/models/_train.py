@@ -7,7 +7,9 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-__all__ = ["train_classifier", "accuracy"]
+from ._calls import graph_logits
+
+__all__ = ["train_classifier", "accuracy", "train_graph_model", "graph_accuracy"]
 
 
 def _model_device(model: nn.Module) -> torch.device:
@@ -108,3 +110,41 @@ def accuracy(model: nn.Module, loader: Iterable, device: Optional[Union[str, tor
     if count == 0:
         raise ValueError("loader yielded no samples")
     return correct / count
+
+
+def train_graph_model(model: nn.Module, loader: Iterable, epochs: int = 50, lr: float = 3e-3,
+                      weight_decay: float = 0.0) -> List[float]:
+    """Adam + cross-entropy on PyG batches (``IGN`` gets :func:`~equislt.data.dense_graph_batch`, other models
+    ``model(x, edge_index, batch)``). Only ``requires_grad`` parameters train. Returns mean loss per epoch."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("train_graph_model: model has no parameters with requires_grad=True")
+    optimizer = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    model.train()
+    losses = []
+    for _ in range(epochs):
+        total, count = 0.0, 0
+        for batch in loader:
+            optimizer.zero_grad(set_to_none=True)
+            loss = nn.functional.cross_entropy(graph_logits(model, batch), batch.y.view(-1))
+            loss.backward()
+            optimizer.step()
+            total += float(loss.detach()) * batch.num_graphs
+            count += batch.num_graphs
+        losses.append(total / max(count, 1))
+    return losses
+
+
+@torch.no_grad()
+def graph_accuracy(model: nn.Module, loader: Iterable) -> float:
+    """Fraction of graphs classified correctly, in eval mode (the previous mode is restored)."""
+    was = model.training
+    model.eval()
+    correct = total = 0
+    try:
+        for batch in loader:
+            correct += int((graph_logits(model, batch).argmax(-1) == batch.y.view(-1)).sum())
+            total += batch.num_graphs
+    finally:
+        model.train(was)
+    return correct / max(total, 1)

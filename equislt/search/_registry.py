@@ -15,7 +15,8 @@ from typing import Any, Callable, Dict, Optional, Tuple
 import torch
 from torch import nn
 
-from ..models import Architecture, graph_arguments, graph_logits, model_factory, registered_models
+from ..models import (Architecture, graph_arguments, graph_logits, image_arguments, image_logits, model_factory,
+                      registered_models)
 
 __all__ = ["MODELS", "DATASETS", "ModelEntry", "Task", "build_model", "build_task", "model_architecture"]
 
@@ -46,7 +47,7 @@ class Task:
     def logits_and_labels(self, model: nn.Module, batch):
         if self.kind == "graph":
             return graph_logits(model, batch), batch.y.view(-1)
-        return model(batch[0]), batch[1]
+        return image_logits(model, batch[0]), batch[1]
 
     def fingerprint(self) -> dict:
         """Sizes and a SHA-256 of the first and last samples of both splits: a resumed run checks its data is the
@@ -66,7 +67,7 @@ class Task:
         batch = next(iter(self.loader(self.test, batch_size=count, shuffle=False)), None)
         if batch is None:
             return None
-        return graph_arguments(batch, model) if self.kind == "graph" else (batch[0],)
+        return graph_arguments(batch, model) if self.kind == "graph" else image_arguments(batch[0], model)
 
 
 def _tensors(item):
