@@ -56,9 +56,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--sparsity", type=_sparsity, default=d.sparsity, help="search: fraction pruned")
     demo.add_argument("--out", default=d.out, help="directory for target.pt, the ticket and result.json")
     demo.add_argument("--data", default=None,
-                      help="a directory of MNIST-style IDX files (train-/t10k-images-idx3-ubyte, "
-                           "train-/t10k-labels-idx1-ubyte, optionally .gz) instead of the bundled digits")
-    demo.add_argument("--data-limit", type=int, default=None, help="at most this many images per split")
+                      help="your images instead of the bundled digits: a directory of MNIST-style IDX files "
+                           "(train-/t10k-images-idx3-ubyte, train-/t10k-labels-idx1-ubyte, optionally .gz), a "
+                           "class-per-folder tree (root/<class>/*.png, or root/train/ and root/test/) or a .npz "
+                           "(x, y or x_train, y_train, x_test, y_test)")
+    demo.add_argument("--train-limit", type=int, default=None, help="at most this many training images")
+    demo.add_argument("--test-limit", type=int, default=None, help="at most this many held-out images")
+    demo.add_argument("--data-limit", type=int, default=None, help=argparse.SUPPRESS)  # before 0.2: both limits
     demo.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
     con = sub.add_parser("construct", help="construct a ticket for a trained target")
@@ -109,10 +113,14 @@ _SEARCH_FLAGS = [
                                    "current directory is searched)")),
     ("--model-kwargs", "model_kwargs",
      dict(type=_json_dict, help='factory arguments as JSON, e.g. \'{"channels": [8, 16]}\'')),
-    ("--data", "data", dict(help="registry data set: rotated_digits, graph_atlas")),
-    ("--data-kwargs", "data_kwargs", dict(type=_json_dict, help="data set arguments as JSON")),
-    ("--data-path", "data_path", dict(help="your own data instead of --data's: a directory of MNIST-style IDX "
-                                           "files (image data) or a torch.save-d PyG dataset (graph data)")),
+    ("--data", "data", dict(help="bundled data set: rotated_digits, graph_atlas, karate_club")),
+    ("--data-kwargs", "data_kwargs", dict(type=_json_dict, help="data options as JSON: train_limit, test_limit, "
+                                                                "rotations, test_fraction, seed (trust_pickles)")),
+    ("--data-path", "data_path", dict(help="your own data instead of --data (its kind is read from the files): "
+                                           "images (.npz, a directory of IDX files or of class folders), graphs "
+                                           "(a torch.save-d list of PyG Data, a TUDataset directory), one graph for "
+                                           "node classification (a Data file with train/test masks, a Planetoid "
+                                           "directory)")),
     ("--sparsity", "sparsity", dict(type=_sparsity, help="fraction of random coefficients pruned")),
     ("--scope", "scope", dict(choices=("layer", "global"), help="per-layer or global top-k")),
     ("--ramp", "ramp", dict(type=float, help="fraction of steps over which sparsity rises to its target")),
@@ -218,6 +226,10 @@ def _construct(args) -> None:
     print(f"saved the ticket to {args.out} (sparsity {ticket.sparsity():.3f})")
 
 
+def _either(value, fallback):
+    return fallback if value is None else value
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -237,7 +249,9 @@ def _run(args) -> None:
             run_demo(DemoConfig(method=args.method, seed=args.seed, target_channels=args.target_channels,
                                 target_epochs=args.target_epochs, tol=args.tol, ticket_channels=args.ticket_channels,
                                 search_epochs=args.search_epochs, sparsity=args.sparsity, out=args.out,
-                                progress=not args.no_progress, data=args.data, data_limit=args.data_limit))
+                                progress=not args.no_progress, data=args.data,
+                                train_limit=_either(args.train_limit, args.data_limit),
+                                test_limit=_either(args.test_limit, args.data_limit)))
         except ValueError as err:
             if args.data is None:
                 raise

@@ -37,8 +37,10 @@ class DemoConfig:
     search_lr: float = 0.01
     out: Optional[str] = "runs/demo"
     progress: bool = True
-    data: Optional[str] = None  # a directory of MNIST-style IDX files instead of the bundled digits
-    data_limit: Optional[int] = None  # use at most this many images per split of ``data``
+    data: Optional[str] = None  # your images instead of the bundled digits: IDX files, class folders or a .npz
+    train_limit: Optional[int] = None  # the data options of equislt.search.DATA_OPTIONS that apply to the demo
+    test_limit: Optional[int] = None
+    test_fraction: float = 0.25
 
 
 def _rotation_error(model, images: torch.Tensor) -> dict:
@@ -60,6 +62,13 @@ def _predict(model, images: torch.Tensor) -> torch.Tensor:
         model.train(was)
 
 
+def _first(dataset, limit: Optional[int]):
+    """The first ``limit`` samples of a ``TensorDataset`` (all with ``None``)."""
+    if limit is None:
+        return dataset
+    return torch.utils.data.TensorDataset(*(t[:limit] for t in dataset.tensors))
+
+
 def run_demo(config: DemoConfig = DemoConfig(), log=print) -> dict:
     from .data import rotated_digits
     from .models import save_model, steerable_cnn, train_classifier
@@ -68,16 +77,19 @@ def run_demo(config: DemoConfig = DemoConfig(), log=print) -> dict:
         raise ValueError(f"demo: method must be 'construct' or 'search', got {config.method!r}")
     torch.manual_seed(config.seed)
     if config.data:
-        from .data import idx_images
+        from .data import image_dataset
 
-        train_set = idx_images(config.data, "train", rotations="c4", seed=config.seed, limit=config.data_limit)
-        test_set = idx_images(config.data, "test", rotations="c4", seed=config.seed, limit=config.data_limit)
-        source = f"{config.data} (IDX, rotated by multiples of 90°)"
+        options = dict(rotations="c4", seed=config.seed, test_fraction=config.test_fraction)
+        train_set, source = image_dataset(config.data, "train", limit=config.train_limit, **options)
+        test_set, _ = image_dataset(config.data, "test", limit=config.test_limit, **options)
+        source += ", rotated by multiples of 90°"
     else:
-        train_set = rotated_digits("train", rotations="c4", seed=config.seed)
-        test_set = rotated_digits("test", rotations="c4", seed=config.seed)
+        train_set = rotated_digits("train", rotations="c4", seed=config.seed, test_fraction=config.test_fraction)
+        test_set = rotated_digits("test", rotations="c4", seed=config.seed, test_fraction=config.test_fraction)
+        train_set, test_set = (_first(dataset, limit) for dataset, limit in ((train_set, config.train_limit),
+                                                                             (test_set, config.test_limit)))
         source = "rotated digits (C4)"
-    size = train_set.tensors[0].shape[-1]
+    size, in_channels = train_set.tensors[0].shape[-1], train_set.tensors[0].shape[1]
     generator = torch.Generator().manual_seed(config.seed)
     train_loader = torch.utils.data.DataLoader(train_set, batch_size=config.batch_size, shuffle=True,
                                                generator=generator)
@@ -86,7 +98,7 @@ def run_demo(config: DemoConfig = DemoConfig(), log=print) -> dict:
         f"{tuple(images.shape[1:])}")
 
     start = time.perf_counter()
-    target = steerable_cnn("c4", channels=config.target_channels, input_size=size)
+    target = steerable_cnn("c4", channels=config.target_channels, input_size=size, in_channels=in_channels)
     train_classifier(target, train_loader, epochs=config.target_epochs, lr=config.target_lr,
                      progress=config.progress)
     target_logits = _predict(target, images)
@@ -110,7 +122,7 @@ def run_demo(config: DemoConfig = DemoConfig(), log=print) -> dict:
         from .masks import count_masks
         from .search import train_scores
 
-        network = steerable_cnn("c4", channels=config.ticket_channels, input_size=size)
+        network = steerable_cnn("c4", channels=config.ticket_channels, input_size=size, in_channels=in_channels)
         slt_nn.supermask(network, sparsity=config.sparsity, seed=config.seed)
         train_scores(network, train_loader, epochs=config.search_epochs, lr=config.search_lr, optimizer="adam",
                      progress=config.progress)

@@ -1,17 +1,26 @@
-"""Offline datasets: rotated scikit-learn digits, your own IDX images, and graphs (networkx atlas, KarateClub, generated, your own).
+"""Offline datasets: rotated scikit-learn digits, your own images (IDX files, image folders, .npz), and graphs
+(networkx atlas, KarateClub, generated, your own files and PyG dataset directories on disk).
 
 The graph names need torch_geometric and are imported on first use.
 """
 from ._digits import ROTATIONS, SPLITS, RotatedDigits, rotate_images, rotated_digits, rotated_digits_loaders
 from ._idx import IDX_FILES, idx_images, read_idx, write_idx
+from ._images import IMAGE_SUFFIXES, image_dataset, image_folder, npz_images
+from ._prepare import prepare_images
 
-_GRAPH_NAMES = ("ATLAS_TASKS", "GraphAtlas", "atlas_label", "dense_graph_batch", "karate_club", "load_graph_dataset",
-                "sbm_node_task", "split_indices", "wl_ambiguous")
+_GRAPH_NAMES = ("ATLAS_TASKS", "GraphAtlas", "PLANETOID_FILES", "atlas_label", "dense_graph_batch", "graph_source",
+                "karate_club", "load_graph_dataset", "node_graph", "planetoid_directory", "sbm_node_task",
+                "split_indices", "tu_directory", "wl_ambiguous")
 
 __all__ = [
     "IDX_FILES",
+    "IMAGE_SUFFIXES",
     "RotatedDigits",
     "idx_images",
+    "image_dataset",
+    "image_folder",
+    "npz_images",
+    "prepare_images",
     "read_idx",
     "rotated_digits",
     "rotated_digits_loaders",

@@ -20,10 +20,15 @@ from .._files import load_plain
 __all__ = [
     "ATLAS_TASKS",
     "GraphAtlas",
+    "PLANETOID_FILES",
     "atlas_label",
     "dense_graph_batch",
     "karate_club",
+    "graph_source",
     "load_graph_dataset",
+    "node_graph",
+    "planetoid_directory",
+    "tu_directory",
     "sbm_node_task",
     "split_indices",
     "wl_ambiguous",
@@ -235,3 +240,113 @@ def _graph_problem(g: Data) -> Optional[str]:
     if g.x.is_floating_point() and not bool(torch.isfinite(g.x).all()):
         return "has NaN or infinite node features"
     return None
+
+
+def _offline_pyg(directory, raw_names: Sequence[str], kind: str, make: Callable) -> list:
+    """The items of PyG dataset ``make(root, name)`` for a directory ``root/name/raw/`` whose raw files are all
+    there. PyG processes a copy of the raw files in a temporary directory: nothing is downloaded, nothing is
+    written into the user's directory, and a ``processed/`` folder found there is never read (PyG may unpickle
+    it)."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    directory = Path(directory)
+    missing = [n for n in raw_names if not (directory / "raw" / n).is_file()]
+    if missing:
+        raise ValueError(f"{directory}: not a {kind} directory with its raw files: missing raw/{missing[0]} "
+                         f"({len(missing)} of {len(raw_names)} missing). equislt never downloads: put the raw files "
+                         "there first")
+    with tempfile.TemporaryDirectory(prefix="equislt-pyg-") as scratch:
+        raw = Path(scratch) / directory.name / "raw"
+        raw.mkdir(parents=True)
+        for file in (directory / "raw").iterdir():
+            if file.is_file():
+                shutil.copyfile(file, raw / file.name)
+        with torch.serialization.safe_globals(list(_DATA_CLASSES)):  # PyG reads back its processed file as data
+            dataset = make(scratch, directory.name)
+        return [dataset[i] for i in range(len(dataset))]
+
+
+def tu_directory(directory) -> List[Data]:
+    """The graphs of a TUDataset already on disk, ``directory = root/NAME`` holding ``raw/NAME_A.txt``,
+    ``raw/NAME_graph_indicator.txt`` etc. (text files, as PyG's ``TUDataset(root, NAME)`` downloads them).
+    Graphs without node features get the constant feature 1 per node."""
+    from pathlib import Path
+
+    from torch_geometric.datasets import TUDataset
+
+    name = Path(directory).name
+    graphs = _offline_pyg(directory, [f"{name}_A.txt", f"{name}_graph_indicator.txt"], "TUDataset", TUDataset)
+    for g in graphs:
+        if g.x is None:
+            g.x = torch.ones(g.num_nodes, 1)
+    return load_graph_dataset(graphs)
+
+
+PLANETOID_FILES = ("x", "tx", "allx", "y", "ty", "ally", "graph", "test.index")
+
+
+def planetoid_directory(directory, trust: bool = False) -> Data:
+    """A Planetoid graph (Cora, CiteSeer, PubMed) already on disk, ``directory = root/NAME`` holding
+    ``raw/ind.name.x`` etc. (as PyG's ``Planetoid(root, NAME)`` downloads them), with its train/test masks.
+    Planetoid's raw files are Python pickles that PyG unpickles (which can run code): ``trust=True`` says you
+    trust them."""
+    from pathlib import Path
+
+    from torch_geometric.datasets import Planetoid
+
+    if not trust:
+        raise ValueError(f"{directory}: Planetoid's raw files are Python pickles, and reading them can run code; "
+                         "if you trust them, pass trust=True (data option trust_pickles: true)")
+    name = Path(directory).name
+    names = [f"ind.{name.lower()}.{part}" for part in PLANETOID_FILES]
+    return node_graph(_offline_pyg(directory, names, "Planetoid", Planetoid)[0], where=str(directory))
+
+
+def node_graph(source, where: Optional[str] = None) -> Data:
+    """One graph for node classification: ``x``, ``edge_index``, integer ``y`` per node, boolean ``train_mask``
+    and ``test_mask`` (nodes in neither are not used); a ``Data`` or a ``torch.save``-d file holding one."""
+    if isinstance(source, (str, bytes)) or hasattr(source, "__fspath__"):
+        where = where or str(source)
+        source = load_plain(source, "node_graph", safe=_DATA_CLASSES)
+    where = where or "node_graph"
+    if not isinstance(source, Data):
+        raise ValueError(f"{where}: node classification needs one PyG Data, got {type(source).__name__}")
+    missing = [a for a in ("x", "edge_index", "y", "train_mask", "test_mask") if getattr(source, a, None) is None]
+    if missing:
+        raise ValueError(f"{where}: a node classification graph needs {missing}")
+    problem = _graph_problem(source)
+    if problem:
+        raise ValueError(f"{where}: the graph {problem}")
+    for mask in ("train_mask", "test_mask"):
+        value = getattr(source, mask)
+        if value.dtype != torch.bool or value.shape != (source.num_nodes,):
+            raise ValueError(f"{where}: {mask} must be a bool tensor [num_nodes={source.num_nodes}], got "
+                             f"{value.dtype} {tuple(value.shape)}")
+    if source.y.shape[0] != source.num_nodes:
+        raise ValueError(f"{where}: y must hold one label per node ({source.num_nodes}), got {tuple(source.y.shape)}")
+    if not bool(source.train_mask.any()):
+        raise ValueError(f"{where}: train_mask selects no node")
+    return source
+
+
+def graph_source(path, trust_pickles: bool = False) -> Tuple[str, Union[List[Data], Data]]:
+    """What the graph data at ``path`` is: ``("node", graph)`` for a Planetoid directory (``trust_pickles``: see
+    :func:`planetoid_directory`) or a file holding one ``Data`` with ``train_mask``/``test_mask``;
+    ``("graph", graphs)`` for a TUDataset directory or a file holding graphs."""
+    from pathlib import Path
+
+    path = Path(path)
+    if path.is_dir():
+        name = path.name
+        if (path / "raw" / f"ind.{name.lower()}.x").exists():
+            return "node", planetoid_directory(path, trust=trust_pickles)
+        return "graph", tu_directory(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: no such file or directory")
+    value = load_plain(path, "graph data", safe=_DATA_CLASSES)
+    if isinstance(value, Data) and getattr(value, "train_mask", None) is not None:
+        return "node", node_graph(value, where=str(path))
+    return "graph", load_graph_dataset(value)
+

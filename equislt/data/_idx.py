@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
-import torch
 from torch.utils.data import TensorDataset
 
-from ._digits import ROTATIONS, SPLITS, _generator, apply_rotations
+from ._digits import ROTATIONS, SPLITS
+from ._prepare import prepare_images
 
 __all__ = ["read_idx", "write_idx", "idx_images", "IDX_FILES"]
 
@@ -69,25 +69,6 @@ def _find(directory: Path, name: str) -> Path:
                      f"{', '.join(n for pair in IDX_FILES.values() for n in pair)}")
 
 
-def _check_images(images: np.ndarray, path: Path) -> None:
-    """Finite, non-negative pixels (they are scaled by the largest one to ``[0, 1]``), named by image index."""
-    flat = images.reshape(len(images), -1)
-    for bad, what in ((~np.isfinite(flat), "NaN or infinite values"), (flat < 0, "negative values")):
-        rows = np.flatnonzero(bad.any(axis=1))
-        if rows.size:
-            raise ValueError(f"{path}: image {int(rows[0])} has {what} ({rows.size} image(s) in all); pixels must be "
-                             "finite and non-negative")
-
-
-def _check_labels(labels: np.ndarray, path: Path) -> None:
-    """Integer class labels ``0, 1, ...``, named by index."""
-    if not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(f"{path}: labels must be integers 0, 1, ..., got {labels.dtype} values")
-    if labels.size and int(labels.min()) < 0:
-        raise ValueError(f"{path}: label {int(labels.min())} at index {int(np.argmin(labels))} is negative; labels "
-                         "are classes 0, 1, ...")
-
-
 def idx_images(directory, split: str = "train", rotations: str = "c4", seed: int = 0,
                limit: Optional[int] = None) -> TensorDataset:
     """``(images [M, 1, s, s] in [0, 1], labels [M])`` from a directory of IDX files, rotated like
@@ -106,12 +87,4 @@ def idx_images(directory, split: str = "train", rotations: str = "c4", seed: int
                          f"{labels.shape}")
     if limit is not None:
         images, labels = images[:limit], labels[:limit]
-    _check_images(images, image_file)
-    _check_labels(labels, label_file)
-    x = torch.from_numpy(images.astype(np.float32) / max(float(images.max()) if images.size else 1.0, 1.0)).unsqueeze(1)
-    pad_h, pad_w = 1 - x.shape[-2] % 2, 1 - x.shape[-1] % 2
-    side = max(x.shape[-2] + pad_h, x.shape[-1] + pad_w)
-    canvas = torch.zeros(len(x), 1, side, side)
-    canvas[:, :, : x.shape[-2], : x.shape[-1]] = x
-    rotated, _, _ = apply_rotations(canvas, rotations, _generator(int(seed), split))
-    return TensorDataset(rotated.contiguous(), torch.from_numpy(labels.astype(np.int64)))
+    return prepare_images(images, labels, split, rotations, seed, where=str(image_file), label_where=str(label_file))

@@ -9,11 +9,12 @@ from ._biprop import BipropSupermask, bake_biprop, enable_biprop
 from ._config import SearchConfig, load_config
 from ._engine import Searcher, run_search
 from ._recipe import SearchRecipe, random_network, search_ticket
-from ._registry import DATASETS, MODELS, ModelEntry, Task, build_model, build_task, model_architecture
+from ._registry import MODELS, ModelEntry, build_model, model_architecture
 from ._schedule import scheduled_sparsity
+from ._tasks import DATA_OPTIONS, DATASETS, Task, build_task, task_from_path
 from ._train import recalibrate_batchnorm, train_scores
 
-__all__ = ["BipropSupermask", "DATASETS", "MODELS", "ModelEntry", "SearchConfig", "SearchRecipe", "Searcher", "Task",
-           "bake_biprop", "build_model", "build_task", "enable_biprop", "load_config", "model_architecture",
-           "random_network", "recalibrate_batchnorm", "run_search", "scheduled_sparsity", "search_ticket",
-           "train_scores"]
+__all__ = ["BipropSupermask", "DATA_OPTIONS", "DATASETS", "MODELS", "ModelEntry", "SearchConfig", "SearchRecipe",
+           "Searcher", "Task", "bake_biprop", "build_model", "build_task", "enable_biprop", "load_config",
+           "model_architecture", "random_network", "recalibrate_batchnorm", "run_search", "scheduled_sparsity",
+           "search_ticket", "task_from_path", "train_scores"]

@@ -35,11 +35,14 @@ class SearchConfig:
         only; stored by its registered name), and its factory arguments (the data set's ``num_classes``,
         ``in_channels``, ``input_size`` / ``out_channels`` are filled in when missing and the factory takes them).
         Image models are called ``model(images)``; graph models ``model(x, edge_index, batch)`` (any of
-        ``edge_attr``, ``edge_weight``, ``pos`` too, by name). ``data``/``data_kwargs``: a name from :data:`equislt.search.DATASETS`
-        (``rotated_digits``, ``graph_atlas``). ``data_path``: your own data of the same kind instead: a directory of
-        MNIST-style IDX files for ``rotated_digits`` (``data_kwargs``: ``rotations``, ``seed``, ``train_limit``,
-        ``test_limit``), a ``torch.save``-d PyG dataset or list of ``Data`` for ``graph_atlas`` (``test_fraction``,
-        ``seed``).
+        ``edge_attr``, ``edge_weight``, ``pos`` too, by name); node models ``model(x, edge_index)``.
+        ``data``/``data_kwargs``: a name from :data:`equislt.search.DATASETS` (``rotated_digits``,
+        ``graph_atlas``, ``karate_club``) and its options. ``data_path``: your own data instead, its kind read from what is there (:func:`equislt.search.task_from_path`): images (``.npz``, a
+        directory of MNIST-style IDX files, a class-per-folder tree), graphs (a ``torch.save``-d list of PyG
+        ``Data``, a TUDataset directory), one graph for node classification (a ``Data`` file with
+        ``train_mask``/``test_mask``, a Planetoid directory). The data options, the same for every source:
+        ``train_limit``, ``test_limit``, ``rotations``, ``test_fraction``, ``seed`` (and ``trust_pickles`` for
+        Planetoid); :data:`equislt.search.DATA_OPTIONS`.
     Mask
         ``sparsity``: fraction pruned (0 ≤ s < 1). ``scope``: ``"layer"`` (top-k per coefficient tensor) or
         ``"global"`` (one threshold over the whole model, recomputed before every forward). ``ramp``: the

@@ -26,7 +26,8 @@ from ._checkpoint import load_checkpoint, save_checkpoint
 from ._config import SearchConfig
 from ._distributed import DistributedContext, GlobalBatchSampler
 from ._recipe import random_network, search_ticket
-from ._registry import Task, build_model, build_task
+from ._registry import build_model
+from ._tasks import Task, build_task
 from ._schedule import scheduled_sparsity
 from ._train import recalibrate_batchnorm
 
