@@ -63,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--train-limit", type=int, default=None, help="at most this many training images")
     demo.add_argument("--test-limit", type=int, default=None, help="at most this many held-out images")
     demo.add_argument("--data-limit", type=int, default=None, help=argparse.SUPPRESS)  # before 0.2: both limits
+    demo.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:N or mps (default: %(default)s)")
     demo.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
     con = sub.add_parser("construct", help="construct a ticket for a trained target")
@@ -86,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     con.add_argument("--policy", choices=("widen", "report", "raise"), default="widen")
     con.add_argument("--fewest", action="store_true", help="keep the fewest coefficients within tol")
     con.add_argument("--input-nonnegative", action="store_true", help="inputs are >= 0 (e.g. images)")
+    con.add_argument("--device", default="cpu", help="where the exact Subset-Sum solver runs: cpu (numba, default), "
+                                                      "auto, cuda, cuda:N or mps (its torch backend)")
     con.add_argument("--out", default="ticket.pt")
     con.add_argument("--no-progress", action="store_true")
 
@@ -137,6 +140,8 @@ _SEARCH_FLAGS = [
     ("--out", "out", dict(help="run directory (metrics.jsonl, checkpoint.pt, ticket.pt, result.json, plot)")),
     ("--checkpoint-every", "checkpoint_every", dict(type=int, help="steps between checkpoints (0: per epoch)")),
     ("--log-every", "log_every", dict(type=int, help="steps between metric lines")),
+    ("--device", "device", dict(help="auto (a CUDA GPU, then MPS, else the CPU), cpu, cuda, cuda:N or mps")),
+    ("--amp", "amp", dict(choices=("bf16",), help="bfloat16 autocast for the training forward passes")),
 ]
 _SEARCH_SWITCHES = [  # (flag, field, value set when given)
     ("--first-layer-dense", "first_layer_dense", True),
@@ -217,7 +222,7 @@ def _construct(args) -> None:
 
     try:
         target = _target(args)
-        ticket = construct(target, _inputs(args.inputs, target), tol=args.tol, eps=args.eps, n=args.n, seed=args.seed,
+        ticket = construct(target, _inputs(args.inputs, target), tol=args.tol, device=args.device, eps=args.eps, n=args.n, seed=args.seed,
                            policy=args.policy, fewest=args.fewest, input_nonnegative=args.input_nonnegative,
                            progress=not args.no_progress, log=print)
         ticket.save(args.out)
@@ -249,7 +254,7 @@ def _run(args) -> None:
             run_demo(DemoConfig(method=args.method, seed=args.seed, target_channels=args.target_channels,
                                 target_epochs=args.target_epochs, tol=args.tol, ticket_channels=args.ticket_channels,
                                 search_epochs=args.search_epochs, sparsity=args.sparsity, out=args.out,
-                                progress=not args.no_progress, data=args.data,
+                                progress=not args.no_progress, data=args.data, device=args.device,
                                 train_limit=_either(args.train_limit, args.data_limit),
                                 test_limit=_either(args.test_limit, args.data_limit)))
         except ValueError as err:

@@ -19,6 +19,8 @@ from typing import Optional
 
 import torch
 
+from ._device import resolve_device
+
 __all__ = ["DemoConfig", "run_demo"]
 
 
@@ -37,6 +39,7 @@ class DemoConfig:
     search_lr: float = 0.01
     out: Optional[str] = "runs/demo"
     progress: bool = True
+    device: str = "auto"  # a CUDA GPU, then MPS, else the CPU (equislt._device.resolve_device)
     data: Optional[str] = None  # your images instead of the bundled digits: IDX files, class folders or a .npz
     train_limit: Optional[int] = None  # the data options of equislt.search.DATA_OPTIONS that apply to the demo
     test_limit: Optional[int] = None
@@ -53,13 +56,14 @@ def _rotation_error(model, images: torch.Tensor) -> dict:
 
 
 @torch.no_grad()
-def _predict(model, images: torch.Tensor) -> torch.Tensor:
+def _predict(model, images: torch.Tensor, device: torch.device = torch.device("cpu")) -> torch.Tensor:
+    """Logits on the CPU, computed on ``device`` (the model returns to the CPU)."""
     was = model.training
-    model.eval()
+    model.eval().to(device)
     try:
-        return torch.cat([model(chunk) for chunk in images.split(256)])
+        return torch.cat([model(chunk.to(device)).cpu() for chunk in images.split(256)])
     finally:
-        model.train(was)
+        model.train(was).cpu()
 
 
 def _first(dataset, limit: Optional[int]):
@@ -75,6 +79,7 @@ def run_demo(config: DemoConfig = DemoConfig(), log=print) -> dict:
 
     if config.method not in ("construct", "search"):
         raise ValueError(f"demo: method must be 'construct' or 'search', got {config.method!r}")
+    device = resolve_device(config.device, "demo: device")
     torch.manual_seed(config.seed)
     if config.data:
         from .data import image_dataset
@@ -99,9 +104,9 @@ def run_demo(config: DemoConfig = DemoConfig(), log=print) -> dict:
 
     start = time.perf_counter()
     target = steerable_cnn("c4", channels=config.target_channels, input_size=size, in_channels=in_channels)
-    train_classifier(target, train_loader, epochs=config.target_epochs, lr=config.target_lr,
-                     progress=config.progress)
-    target_logits = _predict(target, images)
+    train_classifier(target.to(device), train_loader, epochs=config.target_epochs, lr=config.target_lr,
+                     progress=config.progress, device=device)
+    target_logits = _predict(target, images, device)
     target_acc = float((target_logits.argmax(1) == labels).float().mean())
     seconds = {"target": time.perf_counter() - start}
     log(f"target  C4-CNN {tuple(config.target_channels)}: held-out accuracy {target_acc:.4f} "
@@ -113,7 +118,7 @@ def run_demo(config: DemoConfig = DemoConfig(), log=print) -> dict:
         from .construct import construct
 
         ticket = construct(target, images, tol=config.tol, seed=config.seed, input_nonnegative=True,
-                           progress=config.progress)
+                           device=device, progress=config.progress)
         network, certificate = ticket.compiled, ticket.certificate
         result["certificate"] = certificate.as_dict()
         kept, total = certificate.kept_coefficients, certificate.random_coefficients
@@ -124,12 +129,13 @@ def run_demo(config: DemoConfig = DemoConfig(), log=print) -> dict:
 
         network = steerable_cnn("c4", channels=config.ticket_channels, input_size=size, in_channels=in_channels)
         slt_nn.supermask(network, sparsity=config.sparsity, seed=config.seed)
-        train_scores(network, train_loader, epochs=config.search_epochs, lr=config.search_lr, optimizer="adam",
-                     progress=config.progress)
+        train_scores(network.to(device), train_loader, epochs=config.search_epochs, lr=config.search_lr,
+                     optimizer="adam", progress=config.progress)
+        network.cpu()
         counts = count_masks(slt_nn.masks_of(network))
         kept, total = counts.kept, counts.total
     seconds["ticket"] = time.perf_counter() - start
-    ticket_logits = _predict(network, images)
+    ticket_logits = _predict(network, images, device)
     ticket_acc = float((ticket_logits.argmax(1) == labels).float().mean())
     agreement = float((ticket_logits.argmax(1) == target_logits.argmax(1)).float().mean())
     max_error = float((ticket_logits - target_logits).abs().max())

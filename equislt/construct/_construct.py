@@ -8,6 +8,7 @@ from torch import nn
 from tqdm import tqdm
 
 from .._compat import tensor_of
+from .._device import resolve_device
 from ..masks import count_masks
 from ..models import Architecture
 from ..subsetsum import MAX_N
@@ -55,7 +56,7 @@ def _radius(inputs, input_radius: Optional[float]) -> float:
 def construct(target: nn.Module, inputs, *, tol: float = 1e-3, n: Optional[int] = None,
               eps: Optional[float] = None, seed: int = 0, policy: str = "widen", max_n: int = MAX_N,
               fewest: bool = False, input_nonnegative: bool = False, input_radius: Optional[float] = None,
-              verify: str = "compact", progress: bool = True, log=None) -> Ticket:
+              verify: str = "compact", device="cpu", progress: bool = True, log=None) -> Ticket:
     r"""Prune a random overparametrised network to approximate ``target`` (Pensia et al. 2020 lifted to
     equivariant coefficients, Ferbach et al. 2023).
 
@@ -87,11 +88,14 @@ def construct(target: nn.Module, inputs, *, tol: float = 1e-3, n: Optional[int] 
     verify : which network the certificate's measured error and agreement come from: ``"compact"`` (default: the
         form the ticket runs, target-sized) or ``"literal"`` (the pruned random network itself, built for the
         purpose: about ``2N`` times wider than the target; for small models).
+    device : where the exact Subset-Sum solver runs: ``"cpu"`` (default; numba), ``"auto"``, ``"cuda"``,
+        ``"cuda:N"`` or ``"mps"`` (the solver's torch backend there). Tracing, draws and measuring stay on the CPU.
 
     The random network is never built as modules: each layer's random coefficients are drawn from the seed one
     chunk of input fields at a time, solved, and dropped; the ticket keeps the masks and runs in its compact form.
     """
-    tolerance = Tolerance(tol, policy, max_n, fewest)
+    where = resolve_device(device, "construct: device")
+    tolerance = Tolerance(tol, policy, max_n, fewest, None if where.type == "cpu" else where)
     n = default_n(tol) if n is None else int(n)
     if not 2 <= n <= max_n:
         raise ValueError(f"construct: n must be in [2, max_n={max_n}], got {n}")

@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, List, Optional
 
+import torch
+
 from ..subsetsum import MAX_N
 from ._build import LayerBlocks
 from ._certificate import timed
@@ -28,12 +30,14 @@ WIDEN_BIAS_POOL = 2  # bias pool entries added per round
 @dataclass(frozen=True)
 class Tolerance:
     """The per-coefficient tolerance ``tol`` (normalised units), the policy for rows over it, the largest pool
-    ``max_n`` a widening may reach, and ``fewest`` (keep the fewest coefficients within ``tol``)."""
+    ``max_n`` a widening may reach, ``fewest`` (keep the fewest coefficients within ``tol``), and the ``device``
+    the exact solver runs on (``None``: the CPU; else its torch backend there)."""
 
     tol: float
     policy: str = "widen"
     max_n: int = MAX_N
     fewest: bool = False
+    device: Optional[torch.device] = None
 
     def __post_init__(self):
         if self.policy not in POLICIES:
@@ -64,7 +68,7 @@ def _solve_weights(layer, plan: LayerPlan, blocks: LayerBlocks, seed: int, toler
         while pending:
             targets = field_targets(pending, mix, blocks.mix_blocks, alpha)
             solutions.update(solve_fields(pending, lift, mix, targets, halves, seed, plan.path, tolerance.tol,
-                                          tolerance.fewest, seconds, previous))
+                                          tolerance.fewest, seconds, previous, tolerance.device))
             if tolerance.policy != "widen":
                 break
             pending = [b for b in pending if tolerance.can_grow(plan, b, solutions[b])]
@@ -80,7 +84,8 @@ def _solve_bias(layer, plan: LayerPlan, seed: int, tolerance: Tolerance):
         return None, None
     beta = layer.beta.double() / plan.gain
     while True:
-        mask, residual = solve_bias(beta, plan.bias_pool, seed, plan.path, tolerance.tol, tolerance.fewest)
+        mask, residual = solve_bias(beta, plan.bias_pool, seed, plan.path, tolerance.tol, tolerance.fewest,
+                                    tolerance.device)
         over = bool((residual.abs() > tolerance.tol).any())
         if tolerance.policy != "widen" or not over or plan.bias_pool + WIDEN_BIAS_POOL > tolerance.max_n:
             return mask, residual

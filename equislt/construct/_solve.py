@@ -167,13 +167,13 @@ def same_type_groups(fields: Sequence[int], mix: WideTensor) -> List[List[int]]:
 
 def solve_fields(fields: Sequence[int], lift: WideTensor, mix: WideTensor, targets: torch.Tensor, halves,
                  seed: int, path: str, tol, fewest: bool, seconds: Optional[Dict[str, float]] = None,
-                 previous: Optional[Dict[int, FieldSolution]] = None) -> Dict[int, FieldSolution]:
+                 previous: Optional[Dict[int, FieldSolution]] = None, device=None) -> Dict[int, FieldSolution]:
     """Solve the problems of ``fields`` (one type; ``targets [len(fields), C]`` normalised) in one batched call.
 
     With ``previous`` (the fields' solutions before they were widened) only the rows over ``tol`` are solved
     again, over the widened pools; the other rows keep their subsets, which the widened pools still contain (a
     pool is the first copies of its sign, and widening appends copies). Times go to ``seconds`` (``draw``: the
-    draws and the problems, ``solve``: the exact solver)."""
+    draws and the problems, ``solve``: the exact solver, on ``device``: default the CPU)."""
     seconds = {} if seconds is None else seconds
     redo = None
     if previous is not None:
@@ -185,7 +185,7 @@ def solve_fields(fields: Sequence[int], lift: WideTensor, mix: WideTensor, targe
         width = max(v.shape[1] for v in values)
         result = solve(torch.cat([F.pad(v, (0, width - v.shape[1])) for v in values]), torch.cat(goals),
                        torch.cat([F.pad(v, (0, width - v.shape[1])) for v in valid]), tol=tol,
-                       fewest=fewest and tol is not None)
+                       fewest=fewest and tol is not None, device=device)
     return _field_solutions(fields, result, packing, pools, [int(mix.layout.widths[b]) for b in fields], halves,
                             previous)
 
@@ -230,10 +230,10 @@ def _field_solutions(fields, result, packing, pools, widths, halves, previous=No
                 chosen[half][j, :old.shape[0]] = old & ~rows[j]  # rows solved again start empty
                 residual[half][j] = previous[b].residual[half]
         picked = torch.zeros(n_fields, columns, length, dtype=torch.bool)
-        picked[rows] = result.chosen[start:start + count, :length]
+        picked[rows] = result.chosen[start:start + count, :length].cpu()
         index = order[:, :, None].expand(-1, -1, columns)
         chosen[half].scatter_(1, index, picked.permute(0, 2, 1) | torch.gather(chosen[half], 1, index))
-        residual[half][rows] = result.residual[start:start + count].double()
+        residual[half][rows] = result.residual[start:start + count].double().cpu()
         start += count
     kept = pools["pos"] | (pools["neg"] if len(halves) > 1 else torch.zeros_like(pools["neg"]))
     return {b: FieldSolution(kept[j, :widths[j]].clone(), {h: chosen[h][j, :widths[j]].clone() for h, _ in halves},
@@ -242,11 +242,11 @@ def _field_solutions(fields, result, packing, pools, widths, halves, previous=No
             for j, b in enumerate(fields)}
 
 
-def solve_bias(targets: torch.Tensor, pool: int, seed: int, path: str, tol, fewest: bool):
+def solve_bias(targets: torch.Tensor, pool: int, seed: int, path: str, tol, fewest: bool, device=None):
     """``(mask [n_bias, pool], residual [n_bias])``: every bias coefficient a subset sum of its own pool."""
     values = bias_draw((targets.numel(), pool), seed, path).double()
-    result = solve(values, targets.double(), tol=tol, fewest=fewest and tol is not None)
-    return result.chosen.view(values.shape), result.residual
+    result = solve(values, targets.double(), tol=tol, fewest=fewest and tol is not None, device=device)
+    return result.chosen.cpu().view(values.shape), result.residual.cpu()
 
 
 def layer_solution(solutions: Dict[int, FieldSolution], lift: WideTensor, mix: WideTensor, target_blocks,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Union
@@ -21,7 +22,8 @@ OPTIMIZERS = ("sgd", "adam")
 RAMP_SHAPES = ("linear", "cubic")
 
 # fields that do not change the result of a run: a checkpoint may be resumed with other values for them
-RUNTIME_FIELDS = ("out", "progress", "resume", "checkpoint_every", "log_every", "keep_checkpoints")
+RUNTIME_FIELDS = ("out", "progress", "resume", "checkpoint_every", "log_every", "keep_checkpoints", "device")
+AMP_CHOICES = (None, "bf16")
 
 
 @dataclass
@@ -59,6 +61,9 @@ class SearchConfig:
         ``recalibrate_bn``: re-estimate batch-norm statistics with the current mask before each evaluation
         and at the end (statistics gathered while the mask changed do not describe the ticket).
     Run
+        ``device``: ``"auto"`` (a CUDA GPU, then MPS, else the CPU; under ``torchrun`` each process its
+        ``cuda:LOCAL_RANK``), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``; a run may resume on another device.
+        ``amp``: ``"bf16"`` runs the forward passes in bfloat16 autocast (``None``: float32).
         ``seed`` (every random draw), ``out`` (directory: metrics.jsonl, checkpoint.pt, ticket.pt,
         result.json, plots), ``checkpoint_every`` (steps; 0: only at the end of each epoch), ``resume``
         (continue from ``out/checkpoint.pt`` when it exists), ``log_every`` (steps), ``progress`` (tqdm).
@@ -93,6 +98,8 @@ class SearchConfig:
     resume: bool = True
     log_every: int = 1
     progress: bool = True
+    device: str = "auto"
+    amp: Optional[str] = None
 
     def __post_init__(self) -> None:
         def bad(name, why):
@@ -127,6 +134,10 @@ class SearchConfig:
             bad("momentum", "must be in [0, 1)")
         if self.weight_decay < 0:
             bad("weight_decay", "must be non-negative")
+        if self.amp not in AMP_CHOICES:
+            bad("amp", f"must be one of {AMP_CHOICES}")
+        if not isinstance(self.device, str) or not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device):
+            bad("device", "must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
         for name in ("model_kwargs", "data_kwargs"):
             if not isinstance(getattr(self, name), dict):
                 bad(name, "must be a dict")

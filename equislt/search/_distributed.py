@@ -26,6 +26,7 @@ class DistributedContext:
     rank: int = 0
     world_size: int = 1
     initialised_here: bool = False
+    device: torch.device = torch.device("cpu")  # where collectives put their tensors (the GPU under NCCL)
 
     @property
     def is_main(self) -> bool:
@@ -36,18 +37,22 @@ class DistributedContext:
         return self.world_size > 1
 
     @classmethod
-    def from_environment(cls) -> "DistributedContext":
-        """Join the process group ``torchrun`` describes in the environment (gloo on CPU), or run alone.
+    def from_environment(cls, device: torch.device = torch.device("cpu")) -> "DistributedContext":
+        """Join the process group ``torchrun`` describes in the environment, or run alone: NCCL when the search
+        runs on CUDA (each process on its own GPU), gloo otherwise; ``EQUISLT_BACKEND`` overrides the choice.
 
         A process group that is already initialised (by the caller) is used as it is."""
         world = int(os.environ.get("WORLD_SIZE", "1"))
         if world <= 1:
             return cls()
+        backend = os.environ.get("EQUISLT_BACKEND", "nccl" if device.type == "cuda" else "gloo")
+        collective = device if backend == "nccl" else torch.device("cpu")
+        if collective.type == "cuda":
+            torch.cuda.set_device(collective)
         if dist.is_initialized():
-            return cls(dist.get_rank(), dist.get_world_size(), False)
-        # the engine trains on CPU for now, so gloo; EQUISLT_BACKEND overrides it
-        dist.init_process_group(backend=os.environ.get("EQUISLT_BACKEND", "gloo"))
-        return cls(dist.get_rank(), dist.get_world_size(), True)
+            return cls(dist.get_rank(), dist.get_world_size(), False, collective)
+        dist.init_process_group(backend=backend)
+        return cls(dist.get_rank(), dist.get_world_size(), True, collective)
 
     def close(self) -> None:
         if self.initialised_here and dist.is_initialized():
@@ -55,10 +60,10 @@ class DistributedContext:
 
     def sum(self, values: List[float]) -> List[float]:
         """Element-wise sum over processes (float64)."""
-        tensor = torch.tensor(values, dtype=torch.float64)
+        tensor = torch.tensor(values, dtype=torch.float64, device=self.device)
         if self.distributed:
             dist.all_reduce(tensor)
-        return tensor.tolist()
+        return tensor.cpu().tolist()
 
     def gather_objects(self, value) -> list:
         if not self.distributed:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import random
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
@@ -19,6 +20,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from .._device import resolve_device
 from ..masks import Supermask, count_masks, mask_digest, n_keep
 from ..models import Architecture
 from ..nn import GlobalTopK, MaskedLayer, coefficient_layers, masks_of, refresh, score_parameters
@@ -27,8 +29,8 @@ from ._config import SearchConfig
 from ._distributed import DistributedContext, GlobalBatchSampler
 from ._recipe import random_network, search_ticket
 from ._registry import build_model
-from ._tasks import Task, build_task
 from ._schedule import scheduled_sparsity
+from ._tasks import Task, build_task
 from ._train import recalibrate_batchnorm
 
 __all__ = ["Searcher", "run_search"]
@@ -94,7 +96,8 @@ class Searcher:
 
     def __init__(self, config: SearchConfig, task: Optional[Task] = None, log: Callable[[str], None] = tqdm.write):
         self.config = config
-        self.ctx = DistributedContext.from_environment()
+        self.device = resolve_device(config.device, "SearchConfig.device")
+        self.ctx = DistributedContext.from_environment(self.device)
         self.log = log if self.ctx.is_main else (lambda *_: None)
         self.out = Path(config.out) if config.out else None
         torch.manual_seed(config.seed)
@@ -124,7 +127,8 @@ class Searcher:
         self.total_steps = config.epochs * self.steps_per_epoch
         self.model = random_network(self.architecture, config.seed, self.masked,
                                     sparsity=self._sparsity_at(0), scope=config.scope,
-                                    weight_init=config.weight_init)
+                                    weight_init=config.weight_init).to(self.device)
+        self.task.move_graph(self.device)
         self._check_every_layer_keeps_something()
         if config.biprop:
             from ._biprop import enable_biprop
@@ -148,7 +152,8 @@ class Searcher:
             # they need no broadcast before every forward (torch >= 2.13 renamed broadcast_buffers)
             sync = "forward_sync_buffers" if "forward_sync_buffers" in inspect.signature(
                 DistributedDataParallel.__init__).parameters else "broadcast_buffers"
-            self.trainer = DistributedDataParallel(self.model, **{sync: not config.recalibrate_bn})
+            devices = {"device_ids": [self.device.index]} if self.device.type == "cuda" else {}
+            self.trainer = DistributedDataParallel(self.model, **devices, **{sync: not config.recalibrate_bn})
         self.sampler = GlobalBatchSampler(len(self.task.train), config.batch_size, config.seed,
                                           self.ctx.rank, self.ctx.world_size)
         self.epoch, self.batch, self.step = 0, 0, 0
@@ -184,8 +189,8 @@ class Searcher:
         if batch is None:
             raise ValueError("search: the training set is empty")
         try:
-            with torch.no_grad():
-                logits, labels = self._forward(model.eval(), batch)
+            with torch.no_grad():  # on the CPU, before anything moves to the device
+                logits, labels = self.task.logits_and_labels(model.eval(), batch)
         except (RuntimeError, ValueError, AssertionError, TypeError) as err:
             raise ValueError(f"search: model {self.config.model!r} does not take the data's batches: "
                              f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}") from None
@@ -210,7 +215,14 @@ class Searcher:
 
     # -- evaluation ----------------------------------------------------------------------------------------
     def _forward(self, model, batch):
-        return self.task.logits_and_labels(model, batch)
+        return self.task.logits_and_labels(model, self.task.to(batch, self.device))
+
+    def _autocast(self):
+        """bfloat16 autocast for the training forward passes (``amp="bf16"``); evaluation stays float32, so the
+        reported accuracy is the ticket's."""
+        if self.config.amp == "bf16":
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        return nullcontext()
 
     def recalibrate(self) -> None:
         """Re-estimate batch-norm statistics with the current mask on the whole training set (every process
@@ -333,7 +345,7 @@ class Searcher:
         if self.step == 0:
             self.log(f"search: {c.model} on {self.task.source}, {len(self.task.train)} training samples, "
                      f"{self.total_steps} steps, sparsity {c.sparsity} ({c.scope}), "
-                     f"{self.ctx.world_size} process(es)")
+                     f"{self.ctx.world_size} process(es) on {self.device}" + (" (bf16 autocast)" if c.amp else ""))
         loss_fn = nn.CrossEntropyLoss()
         bar = tqdm(total=self.total_steps, initial=self.step, disable=not (c.progress and self.ctx.is_main),
                    desc="search", leave=False)
@@ -347,8 +359,9 @@ class Searcher:
                     for batch in loader:
                         sparsity = self._sparsity_at(self.step)
                         self.set_sparsity(sparsity)
-                        logits, labels = self._forward(self.trainer, batch)
-                        loss = loss_fn(logits, labels)
+                        with self._autocast():
+                            logits, labels = self._forward(self.trainer, batch)
+                        loss = loss_fn(logits.float(), labels)
                         self._check_finite("the loss", loss)
                         self.optimizer.zero_grad(set_to_none=True)
                         loss.backward()
@@ -400,7 +413,8 @@ class Searcher:
         if c.recalibrate_bn:
             self.recalibrate()
         accuracy = self.evaluate()
-        self.model.eval()
+        self.model.eval().cpu()  # the ticket, its masks and its probe fingerprint live on the CPU
+        self.task.move_graph(torch.device("cpu"))
         masks = masks_of(self.model)
         digest = mask_digest(masks)
         digests = self.ctx.gather_objects(digest)
@@ -413,7 +427,8 @@ class Searcher:
                                metadata={"test_accuracy": accuracy, "config": c.as_dict()},
                                probe=self.task.probe(self.model))
         result = {
-            "version": _version(), "config": c.as_dict(), "data": self.task.source, "seed": c.seed,
+            "version": _version(), "config": c.as_dict(), "data": self.task.source, "device": str(self.device),
+            "seed": c.seed,
             "world_size": self.ctx.world_size,
             "steps": self.step, "test_accuracy": accuracy, "sparsity": counts.sparsity,
             "coefficients_kept": counts.kept, "coefficients_masked": counts.total,

@@ -56,6 +56,17 @@ class Task:
             return dataset[torch.as_tensor(indices, dtype=torch.long)]
         return torch.utils.data.Subset(dataset, list(indices))
 
+    def to(self, batch, device: torch.device):
+        """``batch`` on ``device`` (a node task's graph is moved with :meth:`move_graph`)."""
+        if self.kind == "graph":
+            return batch.to(device)
+        return tuple(t.to(device) for t in batch)
+
+    def move_graph(self, device: torch.device) -> None:
+        """Put a node task's graph on ``device`` (every step runs the whole graph)."""
+        if self.graph is not None:
+            self.graph = self.graph.to(device)
+
     def logits_and_labels(self, model: nn.Module, batch):
         if self.kind == "graph":
             return graph_logits(model, batch), batch.y.view(-1)

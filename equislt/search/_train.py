@@ -12,13 +12,15 @@ __all__ = ["train_scores", "recalibrate_batchnorm"]
 
 
 def train_scores(model: nn.Module, loader: Iterable, epochs: int = 1, lr: float = 0.1, optimizer: str = "sgd",
-                 momentum: float = 0.9, weight_decay: float = 0.0, progress: bool = True) -> List[float]:
+                 momentum: float = 0.9, weight_decay: float = 0.0, progress: bool = True,
+                 device=None) -> List[float]:
     """Train only the supermask scores of ``model`` (cross-entropy, cosine learning-rate schedule).
 
     The random coefficients and every other parameter stay frozen (the optimizer gets
     :func:`~equislt.nn.score_parameters` only). Batch-norm running statistics are re-estimated at the end
     with the final mask (:func:`recalibrate_batchnorm`): statistics gathered while the mask kept changing
-    do not describe the ticket. Returns the mean loss of each epoch.
+    do not describe the ticket. ``device``: where the batches go (default: where the model is). Returns the
+    mean loss of each epoch.
     """
     from ..models import train_classifier
 
@@ -27,8 +29,8 @@ def train_scores(model: nn.Module, loader: Iterable, epochs: int = 1, lr: float 
         raise ValueError("train_scores: the model has no supermask layers (call equislt.nn.supermask first)")
     losses = train_classifier(model, loader, epochs=epochs, lr=lr, progress=progress, weight_decay=weight_decay,
                               optimizer=optimizer, momentum=momentum, cosine=True, params=scores,
-                              desc="search scores")
-    recalibrate_batchnorm(model, loader)
+                              desc="search scores", device=device if device is not None else scores[0].device)
+    recalibrate_batchnorm(model, loader, forward=lambda m, batch: m(batch[0].to(scores[0].device)))
     return losses
 
 
