@@ -115,9 +115,14 @@ def _units(model: nn.Module):
             continue
         own = [name for name, p in module._parameters.items() if p is not None]
         if own:
-            raise ValueError(f"construct: layer {path or '<root>'} ({type(module).__name__}) has parameters outside "
-                             f"its sub-layers ({', '.join(own)}); the construction only replaces supported linear "
-                             "layers (e.g. build GCNConv with bias=False and put the bias in a following Linear)")
+            name = type(module).__name__
+            remedy = (f"build {name} with bias=False and put the bias in a following Linear" if own == ["bias"] else
+                      f"{name}'s {', '.join(p for p in own if p != 'bias')} cannot be made of pruned random "
+                      "coefficients; use a layer whose parameters all sit in Linear sub-layers (e.g. GINConv), or "
+                      "search a ticket instead (the search masks the Linear sub-layers and keeps these dense: "
+                      "equislt.nn.coverage lists them)")
+            raise ValueError(f"construct: layer {path or '<root>'} ({name}) has parameters outside its sub-layers "
+                             f"({', '.join(own)}); the construction only replaces supported linear layers: {remedy}")
         for name, child in reversed(children):
             stack.append((f"{path}.{name}" if path else name, child))
 

@@ -1,6 +1,7 @@
 """Coefficient layers: masked / supermask versions of supported layers, ``OrbitLinear``, conversion."""
 from ._convert import (WEIGHT_INITS, GlobalTopK, clone_module, coefficient_layers, export, fold, freeze, load_masks,
                        mask_model, masks_of, refresh, replace_module, save_masks, score_parameters, supermask)
+from ._coverage import COVERAGE_STATUSES, Coverage, ParameterCoverage, coverage
 from ._ign import IGNLinear, MaskedIGNLinear, node_mask_power
 from ._masked import MaskedConv1d, MaskedConv2d, MaskedConv3d, MaskedLayer, MaskedLinear
 from ._streams import random_stream
@@ -8,6 +9,8 @@ from ._streams import random_stream
 _ESCNN_NAMES = ("OrbitLinear", "MaskedR2Conv", "MaskedR3Conv", "MaskedEscnnLinear", "MaskedOrbitLinear")
 
 __all__ = [
+    "COVERAGE_STATUSES",
+    "Coverage",
     "GlobalTopK",
     "IGNLinear",
     "MaskedConv1d",
@@ -16,9 +19,11 @@ __all__ = [
     "MaskedIGNLinear",
     "MaskedLayer",
     "MaskedLinear",
+    "ParameterCoverage",
     "WEIGHT_INITS",
     "clone_module",
     "coefficient_layers",
+    "coverage",
     "export",
     "fold",
     "freeze",

@@ -185,7 +185,9 @@ def supermask(model: nn.Module, sparsity: float, scope: str = "layer", seed: int
     ``"signed_constant"`` (±s), ``"normal"`` (N(0, s²)) or ``"uniform"`` (same variance), then frozen. One
     score per coefficient starts at ``U(-s, s)``; the mask keeps the top ``1 - sparsity`` of ``|score|`` per
     coefficient tensor (``scope="layer"``) or over the whole model (``scope="global"``). All other parameters
-    of the model are frozen too: the optimizer should get :func:`score_parameters`.
+    of the model (those of layers equislt has no basis for, e.g. a GAT's attention vectors or a PyG convolution's
+    own bias) are frozen dense at their initial value: :func:`~equislt.nn.coverage` lists them. The optimizer
+    should get :func:`score_parameters`.
     """
     if scope not in ("layer", "global"):
         raise ValueError(f"supermask: scope must be 'layer' or 'global', got {scope!r}")

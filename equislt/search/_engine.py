@@ -23,7 +23,7 @@ from tqdm import tqdm
 from .._device import resolve_device
 from ..masks import Supermask, count_masks, mask_digest, n_keep
 from ..models import Architecture
-from ..nn import GlobalTopK, MaskedLayer, coefficient_layers, masks_of, refresh, score_parameters
+from ..nn import GlobalTopK, MaskedLayer, coefficient_layers, coverage, masks_of, refresh, score_parameters
 from ._checkpoint import load_checkpoint, save_checkpoint
 from ._config import SearchConfig
 from ._distributed import DistributedContext, GlobalBatchSampler
@@ -346,6 +346,10 @@ class Searcher:
             self.log(f"search: {c.model} on {self.task.source}, {len(self.task.train)} training samples, "
                      f"{self.total_steps} steps, sparsity {c.sparsity} ({c.scope}), "
                      f"{self.ctx.world_size} process(es) on {self.device}" + (" (bf16 autocast)" if c.amp else ""))
+            frozen = coverage(self.model).named("frozen")
+            if frozen:
+                self.log(f"search: {len(frozen)} parameter(s) no mask covers stay dense at their random value: "
+                         f"{', '.join(frozen[:8])}{', ...' if len(frozen) > 8 else ''} (equislt.nn.coverage)")
         loss_fn = nn.CrossEntropyLoss()
         bar = tqdm(total=self.total_steps, initial=self.step, disable=not (c.progress and self.ctx.is_main),
                    desc="search", leave=False)
@@ -433,6 +437,7 @@ class Searcher:
             "steps": self.step, "test_accuracy": accuracy, "sparsity": counts.sparsity,
             "coefficients_kept": counts.kept, "coefficients_masked": counts.total,
             "coefficients_all_layers": all_coefficients, "density_per_layer": per_layer,
+            "coverage": coverage(self.model).counts(),
             "epoch_seconds": self.epoch_seconds,
             "mean_epoch_seconds": (float(np.mean([t for t in self.epoch_seconds if t is not None]))
                                    if any(t is not None for t in self.epoch_seconds) else None),
