@@ -1,7 +1,8 @@
 """Coefficient layers: masked / supermask versions of supported layers, ``OrbitLinear``, conversion."""
-from ._convert import (WEIGHT_INITS, GlobalTopK, clone_module, coefficient_layers, export, fold, freeze, load_masks,
-                       mask_model, masks_of, refresh, replace_module, save_masks, score_parameters, supermask)
+from ._convert import (WEIGHT_INITS, GlobalTopK, clone_module, coefficient_layers, fold, freeze, load_masks, mask_model,
+                       masks_of, refresh, replace_module, save_masks, score_parameters, supermask)
 from ._coverage import COVERAGE_STATUSES, Coverage, ParameterCoverage, coverage
+from ._export import ChannelAffine, DepthwiseFilter, FieldMaxPool, GeometricAdapter, export
 from ._ign import IGNLinear, MaskedIGNLinear, node_mask_power
 from ._masked import MaskedConv1d, MaskedConv2d, MaskedConv3d, MaskedLayer, MaskedLinear
 from ._streams import random_stream
@@ -10,7 +11,11 @@ _ESCNN_NAMES = ("OrbitLinear", "MaskedR2Conv", "MaskedR3Conv", "MaskedEscnnLinea
 
 __all__ = [
     "COVERAGE_STATUSES",
+    "ChannelAffine",
     "Coverage",
+    "DepthwiseFilter",
+    "FieldMaxPool",
+    "GeometricAdapter",
     "GlobalTopK",
     "IGNLinear",
     "MaskedConv1d",

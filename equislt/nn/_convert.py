@@ -22,7 +22,6 @@ __all__ = [
     "WEIGHT_INITS",
     "clone_module",
     "coefficient_layers",
-    "export",
     "fold",
     "freeze",
     "load_masks",
@@ -290,12 +289,3 @@ def fold(model: nn.Module) -> nn.Module:
             model = replace_module(model, path, layer.unmasked())
     GlobalTopK.remove(model)
     return model
-
-
-def export(model: nn.Module) -> nn.Module:
-    """A plain torch model with identical outputs: :func:`fold`, then escnn's ``export()`` if the root is an
-    escnn module (a torch root keeps its escnn submodules, whose ``forward`` takes GeometricTensors)."""
-    folded = fold(model)
-    if callable(getattr(folded, "export", None)):
-        return folded.export()
-    return folded
