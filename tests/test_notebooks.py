@@ -13,6 +13,9 @@ EXPECTED = {
                                              "reloaded identical: True", "EquivarianceReport"], True),
     "03_graph_networks.ipynb": (["2->2: 15 basis elements", "3->3: 203 basis elements", "invariance error",
                                  "MaskedPyGLinear"], False),
+    "04_your_own_model.ipynb": (["search ticket accuracy", "escnn modules left after export: 0", "frozen",
+                                 "constructed ticket: prediction agreement", "export identical: True",
+                                 "files in ATLAS/: ['raw']"], False),
 }
 
 

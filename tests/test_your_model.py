@@ -209,3 +209,19 @@ def test_construct_from_a_factory_and_its_weights(tmp_path, user_module):
     with pytest.raises(SystemExit, match="do not fit C8Mixed"):
         main(["construct", "--target", f"{user_module}:c8_mixed", "--weights", str(tmp_path / "wrong.pt"),
               "--inputs", str(tmp_path / "inputs.pt")])
+
+
+def test_a_registered_factory_called_directly_records_its_architecture():
+    import equislt
+    from equislt.models import Architecture, registered_models
+
+    def make(width, depth=2, **extra):
+        return torch.nn.Sequential(*[torch.nn.Linear(width, width) for _ in range(depth)])
+
+    factory = equislt.register_model("tests.recorded")(make)
+    model = factory(4, depth=3, note="x")
+    assert Architecture.of(model) == Architecture("tests.recorded", {"width": 4, "depth": 3, "note": "x"})
+    assert registered_models()["tests.recorded"] is make  # the registry keeps the function itself
+    assert equislt.register_model("tests.recorded")(factory) is not None  # the wrapper registers again as itself
+    rebuilt = Architecture.of(model).build()
+    assert [tuple(p.shape) for p in rebuilt.parameters()] == [tuple(p.shape) for p in model.parameters()]

@@ -12,7 +12,9 @@ path), or the factory itself. A file that records an import path is only importe
 """
 from __future__ import annotations
 
+import functools
 import importlib
+import inspect
 import os
 import sys
 from dataclasses import dataclass, field
@@ -33,22 +35,54 @@ _LEGACY_SEARCH_FACTORY = "equislt.search._registry:build_model"  # kwargs {"name
 def register_model(name: str, factory: Optional[Callable[..., nn.Module]] = None):
     """Register ``factory`` (a callable returning an ``nn.Module`` from keyword arguments) under ``name``, so that
     tickets and checkpoints of its models can be rebuilt from a file. Use it as a decorator,
-    ``@equislt.register_model("mylab.cnn")``, or call it, ``register_model("mylab.cnn", make_cnn)``.
-    Registering another factory under a taken name is an error; registering the same one again is allowed."""
+    ``@equislt.register_model("mylab.cnn")``, or call it, ``register_model("mylab.cnn", make_cnn)``. What it
+    returns is the factory recording the architecture: a model made by calling it directly knows its
+    :class:`Architecture` (its keyword arguments as given), so a ticket constructed from it reloads without
+    ``target=``. Registering another factory under a taken name is an error; registering the same one again is
+    allowed."""
     if not isinstance(name, str) or not name:
         raise ValueError(f"register_model: the name must be a non-empty string, got {name!r}")
 
     def register(function: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if not callable(function):
             raise TypeError(f"register_model({name!r}): expected a callable, got {type(function).__name__}")
+        function = _original(function)
         known = _FACTORIES.get(name)
         if known is not None and known is not function:
             raise ValueError(f"register_model: {name!r} is already registered to {known.__module__}."
                              f"{known.__qualname__}")
         _FACTORIES[name] = function
-        return function
+        return _recording(name, function)
 
     return register if factory is None else register(factory)
+
+
+def _original(function: Callable) -> Callable:
+    """The factory a :func:`register_model` wrapper calls (``function`` itself if it is none)."""
+    return getattr(function, "_equislt_factory", function)
+
+
+def _recording(name: str, function: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+    """``function`` that records ``Architecture(name, its arguments)`` on the model it returns."""
+    signature = inspect.signature(function)
+
+    @functools.wraps(function)
+    def build(*args, **kwargs):
+        model = function(*args, **kwargs)
+        if isinstance(model, nn.Module) and getattr(model, "equislt_architecture", None) is None:
+            arguments = signature.bind(*args, **kwargs).arguments
+            kinds = {signature.parameters[k].kind for k in arguments}
+            if inspect.Parameter.VAR_POSITIONAL not in kinds:  # *args cannot be replayed as keywords
+                keywords = {k: v for k, v in arguments.items()
+                            if signature.parameters[k].kind != inspect.Parameter.VAR_KEYWORD}
+                for k, v in arguments.items():
+                    if signature.parameters[k].kind == inspect.Parameter.VAR_KEYWORD:
+                        keywords.update(v)
+                model.equislt_architecture = Architecture(name, keywords)
+        return model
+
+    build._equislt_factory = function
+    return build
 
 
 def registered_models() -> Dict[str, Callable[..., nn.Module]]:
@@ -85,6 +119,7 @@ def import_factory(path: str, where: str = "model") -> Callable[..., nn.Module]:
 
 
 def _name_of(function: Callable[..., nn.Module]) -> Optional[str]:
+    function = _original(function)
     return next((name for name, known in _FACTORIES.items() if known is function), None)
 
 
@@ -97,7 +132,7 @@ def model_factory(spec: Union[str, Callable[..., nn.Module]], where: str = "mode
         name = _name_of(spec)
         if name is None:
             name = f"{spec.__module__}:{spec.__qualname__}"
-            _FACTORIES[name] = spec  # a function defined again under the same name replaces the earlier one
+            _FACTORIES[name] = _original(spec)  # a function defined again under the same name replaces the earlier
         return name
     if not isinstance(spec, str) or not spec:
         raise ValueError(f"{where}: expected a registered model name, 'package.module:factory' or a callable, "
