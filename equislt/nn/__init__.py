@@ -2,7 +2,8 @@
 from ._convert import (WEIGHT_INITS, GlobalTopK, clone_module, coefficient_layers, fold, freeze, load_masks, mask_model,
                        masks_of, refresh, replace_module, save_masks, score_parameters, supermask)
 from ._coverage import COVERAGE_STATUSES, Coverage, ParameterCoverage, coverage
-from ._export import ChannelAffine, DepthwiseFilter, FieldMaxPool, GeometricAdapter, export
+from ._export import (ChannelAffine, ChannelBranches, DepthwiseFilter, FieldMaxPool, GatedChannels, GeometricAdapter,
+                      export)
 from ._ign import IGNLinear, MaskedIGNLinear, node_mask_power
 from ._masked import MaskedConv1d, MaskedConv2d, MaskedConv3d, MaskedLayer, MaskedLinear
 from ._streams import random_stream
@@ -12,9 +13,11 @@ _ESCNN_NAMES = ("OrbitLinear", "MaskedR2Conv", "MaskedR3Conv", "MaskedEscnnLinea
 __all__ = [
     "COVERAGE_STATUSES",
     "ChannelAffine",
+    "ChannelBranches",
     "Coverage",
     "DepthwiseFilter",
     "FieldMaxPool",
+    "GatedChannels",
     "GeometricAdapter",
     "GlobalTopK",
     "IGNLinear",

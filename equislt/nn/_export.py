@@ -2,7 +2,8 @@
 
 After :func:`~equislt.nn.fold`, every escnn module is converted: by escnn's own ``export()`` where it has one, and
 here where it has none (pointwise average pooling, antialiased or not, in 2D and 3D; group pooling and inner batch
-norm over fields of different sizes; a ``SequentialModule`` holding any of them). An escnn root becomes the plain module (tensors in,
+norm over fields of different sizes; gated nonlinearities; ``SequentialModule`` and ``MultipleModule`` holding any
+of them). An escnn root becomes the plain module (tensors in,
 tensors out, as escnn's ``export()``); inside a torch root each escnn submodule becomes a plain module that takes
 and returns what the escnn module did (a ``GeometricTensor`` in gives a ``GeometricTensor`` out), so the root's
 own ``forward`` runs unchanged.
@@ -18,7 +19,8 @@ from torch.nn import functional as F
 from .._compat import escnn_loaded, import_escnn, is_geometric
 from ._convert import fold, replace_module
 
-__all__ = ["ChannelAffine", "DepthwiseFilter", "FieldMaxPool", "GeometricAdapter", "export"]
+__all__ = ["ChannelAffine", "ChannelBranches", "DepthwiseFilter", "FieldMaxPool", "GatedChannels", "GeometricAdapter",
+           "export"]
 
 
 class ChannelAffine(nn.Module):
@@ -78,6 +80,44 @@ class FieldMaxPool(nn.Module):
         return f"fields={self.n_fields}, sizes={self.sizes}"
 
 
+class GatedChannels(nn.Module):
+    """escnn's ``GatedNonLinearity1``: every gated channel times ``sigmoid(gate - bias)`` of its field's gate
+    (``gated[j]`` ← ``inputs[j] · σ(x[gates[gate_of[j]]] - bias[gate_of[j]])``), the gates kept at
+    ``gate_outputs`` unless dropped."""
+
+    def __init__(self, gates, bias, inputs, outputs, gate_of, gate_outputs, out_channels: int):
+        super().__init__()
+        for name, value in (("gates", gates), ("inputs", inputs), ("outputs", outputs), ("gate_of", gate_of),
+                            ("gate_outputs", gate_outputs)):
+            self.register_buffer(name, torch.as_tensor(value, dtype=torch.long))
+        self.register_buffer("bias", bias.detach().clone())
+        self.out_channels = out_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        view = (1, -1) + (1,) * (x.dim() - 2)
+        gates = torch.sigmoid(x.index_select(1, self.gates) - self.bias.view(view))
+        out = x.new_empty((x.shape[0], self.out_channels) + tuple(x.shape[2:]))
+        if self.gate_outputs.numel():
+            out[:, self.gate_outputs] = gates
+        out[:, self.outputs] = x.index_select(1, self.inputs) * gates.index_select(1, self.gate_of)
+        return out
+
+
+class ChannelBranches(nn.Module):
+    """escnn's ``MultipleModule``: branch ``i`` gets the input channels ``channels_i`` and the outputs are
+    concatenated in branch order."""
+
+    def __init__(self, branches: List[tuple]):
+        super().__init__()
+        self.branches = nn.ModuleList(module for _, module in branches)
+        for i, (channels, _) in enumerate(branches):
+            self.register_buffer(f"channels_{i}", torch.as_tensor(channels, dtype=torch.long))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([branch(x.index_select(1, getattr(self, f"channels_{i}")))
+                          for i, branch in enumerate(self.branches)], dim=1)
+
+
 class GeometricAdapter(nn.Module):
     """A plain module standing where an escnn module was inside a torch model: a ``GeometricTensor`` input gives a
     ``GeometricTensor`` of the escnn module's ``out_type`` (computed by ``plain`` on the tensor), a tensor a
@@ -126,6 +166,39 @@ def _inner_batch_norm(module) -> nn.Module:
     return ChannelAffine(scale, shift)
 
 
+def _channels(indices: torch.Tensor, contiguous: bool) -> torch.Tensor:
+    """escnn's index buffers: ``[start, stop]`` of a contiguous block, else the channel list."""
+    return torch.arange(int(indices[0]), int(indices[1])) if contiguous else indices.view(-1)
+
+
+def _gated(module) -> nn.Module:
+    """``GatedNonLinearity1`` as index arithmetic over its own buffers (the order of its ``forward``)."""
+    gates = _channels(module.gates_indices, module._contiguous["gate"])
+    inputs, outputs, gate_of, next_gate = [], [], [], 0
+    for size in module._order:
+        count = module._nfields[size]
+        inputs.append(_channels(getattr(module, f"input_indices_{size}"), module._contiguous[size]))
+        outputs.append(_channels(getattr(module, f"output_indices_{size}"), module._contiguous[size]))
+        gate_of.append(torch.arange(next_gate, next_gate + count).repeat_interleave(size))
+        next_gate += count
+    gate_outputs = torch.zeros(0, dtype=torch.long) if module.drop_gates else gates
+    return GatedChannels(gates, module.bias, torch.cat(inputs), torch.cat(outputs), torch.cat(gate_of),
+                         gate_outputs, module.out_type.size)
+
+
+def _multiple(module) -> nn.Module:
+    """``MultipleModule`` (one label per branch, no reshuffle) as :class:`ChannelBranches`."""
+    branching, merging = module.branching, module.merging
+    if getattr(branching, "reshuffle_layer", None) is not None or any(len(ls) != 1 for ls in merging._labels):
+        raise TypeError("export: a MultipleModule that reshuffles its fields or feeds a branch several labels has "
+                        "no plain form in equislt")
+    branches = []
+    for i, (label,) in enumerate(merging._labels):
+        channels = _channels(getattr(branching, f"indices_{label}"), branching._contiguous[label])
+        branches.append((channels, _plain(getattr(merging, f"submodule_{i}"))))
+    return ChannelBranches(branches)
+
+
 def _plain(module: nn.Module) -> nn.Module:
     """The plain torch module computing what escnn ``module`` computes on tensors."""
     enn = import_escnn().nn
@@ -140,6 +213,10 @@ def _plain(module: nn.Module) -> nn.Module:
         return _group_pooling(module)
     if isinstance(module, enn.InnerBatchNorm):
         return _inner_batch_norm(module)
+    if isinstance(module, enn.GatedNonLinearity1):
+        return _gated(module)
+    if isinstance(module, enn.MultipleModule):
+        return _multiple(module)
     try:
         return module.export()
     except NotImplementedError as err:

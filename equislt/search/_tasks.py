@@ -134,9 +134,9 @@ def _classes(labels: torch.Tensor, where) -> int:
 
 
 def _image_task(train, test, classes: int, source: str) -> Task:
-    image = train.tensors[0] if hasattr(train, "tensors") else train[0][0]
-    return Task(train, test, classes, "image", {"num_classes": classes, "input_size": image.shape[-1],
-                                                "in_channels": image.shape[-3]}, source)
+    sample = train[0][0]  # [C, H, W] or a volume [C, D, H, W]
+    return Task(train, test, classes, "image", {"num_classes": classes, "input_size": sample.shape[-1],
+                                                "in_channels": sample.shape[0]}, source)
 
 
 def _graph_task(graphs_train, graphs_test, classes: int, in_channels: int, source: str) -> Task:
