@@ -37,3 +37,24 @@ def idx_digits():
         return folder
 
     return write
+
+
+@pytest.fixture
+def module_on_disk(tmp_path, monkeypatch):
+    """``write(source, stem)`` writes a user's module ``<stem>_<n>.py`` (a fresh name per test) into the test's
+    directory, which becomes the current one, and returns its name (forgotten again after the test)."""
+    import sys
+
+    names = []
+
+    def write(source: str, stem: str) -> str:
+        name = f"{stem}_{abs(hash(str(tmp_path))) % 10**8}"
+        (tmp_path / f"{name}.py").write_text(source)
+        monkeypatch.chdir(tmp_path)
+        monkeypatch.syspath_prepend(str(tmp_path))
+        names.append(name)
+        return name
+
+    yield write
+    for name in names:
+        sys.modules.pop(name, None)

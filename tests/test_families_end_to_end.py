@@ -3,7 +3,6 @@ read from disk, an interrupted run that resumes to the same masks, a ticket that
 export to plain torch with identical outputs. (escnn C8 / D4 models with mixed fields, torch and SequentialModule
 roots: ``test_your_model.py``.)"""
 import json
-import sys
 
 import numpy as np
 import pytest
@@ -131,13 +130,8 @@ GRAPH_KINDS = ["gin", "gcn", "sage", "gat", "gine", "custom"]
 
 
 @pytest.fixture
-def families(tmp_path, monkeypatch):
-    name = f"families_{abs(hash(str(tmp_path))) % 10**8}"
-    (tmp_path / f"{name}.py").write_text(FAMILIES)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    yield name
-    sys.modules.pop(name, None)
+def families(module_on_disk):
+    return module_on_disk(FAMILIES, "families")
 
 
 def _volumes(path):

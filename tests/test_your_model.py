@@ -84,14 +84,8 @@ def _quiet(*_):
 
 
 @pytest.fixture
-def user_module(tmp_path, monkeypatch):
-    """``usermodels_<n>.py`` in a fresh directory that is the current one (a fresh module name per test)."""
-    name = f"usermodels_{abs(hash(str(tmp_path))) % 10**8}"
-    (tmp_path / f"{name}.py").write_text(USER_MODELS)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    yield name
-    sys.modules.pop(name, None)
+def user_module(module_on_disk):
+    return module_on_disk(USER_MODELS, "usermodels")
 
 
 def _fresh_python(code: str, cwd) -> subprocess.CompletedProcess:
