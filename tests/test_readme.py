@@ -1,20 +1,51 @@
-"""The README's quick start runs as written."""
+"""The README's quick start runs as written (the search with one epoch instead of ten)."""
 import re
+import shlex
+import sys
 from pathlib import Path
+
+import torch
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-def test_quick_start_runs(tmp_path, monkeypatch):
+def _quick_start():
     text = README.read_text()
-    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
-    assert blocks, "README has no python example"
+    section = text[text.index("## Quick start"):text.index("### Supermask search at scale")]
+    return (re.findall(r"```python\n(.*?)```", section, flags=re.S),
+            re.findall(r"```bash\n(.*?)```", section, flags=re.S))
+
+
+def test_quick_start_runs(tmp_path, monkeypatch, idx_digits):
+    from equislt.cli import main
+
+    python, bash = _quick_start()
+    assert len(python) == 3 and len(bash) == 1, "the quick start: mymodels.py, commands, reload, one layer"
     monkeypatch.chdir(tmp_path)
-    namespace = {}
-    exec(compile(blocks[0], "README quick start", "exec"), namespace)
-    assert (tmp_path / "ticket_masks.pt").exists()
-    plain = namespace["plain"]
-    assert type(plain).__module__.startswith("torch.nn")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "mymodels.py").write_text(python[0])
+    idx_digits(tmp_path / "my_images", side=16)  # your images: IDX files (17x17 once padded)
+    try:
+        import mymodels
+
+        torch.save(mymodels.c8().eval().state_dict(), tmp_path / "trained_state.pt")
+        torch.save(torch.rand(32, 1, 17, 17), tmp_path / "sample_inputs.pt")
+        for command in bash[0].replace("\\\n", " ").splitlines():
+            args = shlex.split(command.split("#")[0])
+            assert args[0] == "equislt", command
+            extra = ["--epochs", "1", "--no-progress"] if args[1] == "search" else ["--no-progress"]
+            assert main(args[1:] + extra) == 0, command
+        reload = {}
+        exec(compile(python[1], "README quick start: reload", "exec"), reload)
+        x = torch.rand(2, 1, 17, 17)
+        with torch.no_grad():
+            assert torch.allclose(reload["plain"](x), reload["ticket"](x), atol=1e-5)
+        layer = {}
+        exec(compile(python[2], "README quick start: one layer", "exec"), layer)
+        assert (tmp_path / "ticket_masks.pt").exists()
+        assert type(layer["plain"]).__module__.startswith("torch.nn")
+    finally:
+        sys.modules.pop("mymodels", None)
 
 
 def _report_module():
