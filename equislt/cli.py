@@ -130,6 +130,9 @@ _SEARCH_FLAGS = [
     ("--ramp-start", "ramp_start", dict(type=float, help="sparsity at step 0 of the ramp")),
     ("--ramp-shape", "ramp_shape", dict(choices=("linear", "cubic"))),
     ("--weight-init", "weight_init", dict(choices=("signed_constant", "normal", "uniform"))),
+    ("--include", "include", dict(choices=("coefficients", "all"),
+                                  help="mask the coefficients of known layers (default; other parameters stay dense "
+                                       "and frozen) or every parameter")),
     ("--epochs", "epochs", dict(type=int)),
     ("--batch-size", "batch_size", dict(type=int, help="global batch (split over torchrun processes)")),
     ("--lr", "lr", dict(type=float)),

@@ -1,11 +1,13 @@
 """Coefficient layers: masked / supermask versions of supported layers, ``OrbitLinear``, conversion."""
-from ._convert import (WEIGHT_INITS, GlobalTopK, clone_module, coefficient_layers, fold, freeze, load_masks, mask_model,
-                       masks_of, refresh, replace_module, save_masks, score_parameters, supermask)
+from ._convert import (INCLUDES, WEIGHT_INITS, GlobalTopK, clone_module, coefficient_layers, fold, freeze, load_masks,
+                       mask_model, mask_sources, masks_of, refresh, replace_module, save_masks, score_parameters,
+                       supermask)
 from ._coverage import COVERAGE_STATUSES, Coverage, ParameterCoverage, coverage
 from ._export import (ChannelAffine, ChannelBranches, DepthwiseFilter, FieldMaxPool, GatedChannels, GeometricAdapter,
                       export)
 from ._ign import IGNLinear, MaskedIGNLinear, node_mask_power
 from ._masked import MaskedConv1d, MaskedConv2d, MaskedConv3d, MaskedLayer, MaskedLinear
+from ._parameter_masks import ParameterMask, parameter_masks
 from ._streams import random_stream
 
 _ESCNN_NAMES = ("OrbitLinear", "MaskedR2Conv", "MaskedR3Conv", "MaskedEscnnLinear", "MaskedOrbitLinear")
@@ -20,6 +22,7 @@ __all__ = [
     "GatedChannels",
     "GeometricAdapter",
     "GlobalTopK",
+    "INCLUDES",
     "IGNLinear",
     "MaskedConv1d",
     "MaskedConv2d",
@@ -27,6 +30,7 @@ __all__ = [
     "MaskedIGNLinear",
     "MaskedLayer",
     "MaskedLinear",
+    "ParameterMask",
     "ParameterCoverage",
     "WEIGHT_INITS",
     "clone_module",
@@ -37,8 +41,10 @@ __all__ = [
     "freeze",
     "load_masks",
     "mask_model",
+    "mask_sources",
     "masks_of",
     "node_mask_power",
+    "parameter_masks",
     "random_stream",
     "refresh",
     "replace_module",

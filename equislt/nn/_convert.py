@@ -15,10 +15,12 @@ from .._files import load_plain
 from ..basis import coefficient_names, init_std, is_coefficient_layer
 from ..masks import CoefficientMask, Supermask, global_allocation, pack_all, unpack_all
 from ._masked import MaskedLayer, masked_class_for
+from ._parameter_masks import ParameterMask, mask_parameter, own_class, parameter_masks, unmask_parameters
 from ._streams import random_stream
 
 __all__ = [
     "GlobalTopK",
+    "INCLUDES",
     "WEIGHT_INITS",
     "clone_module",
     "coefficient_layers",
@@ -26,6 +28,7 @@ __all__ = [
     "freeze",
     "load_masks",
     "mask_model",
+    "mask_sources",
     "masks_of",
     "refresh",
     "replace_module",
@@ -35,6 +38,7 @@ __all__ = [
 ]
 
 WEIGHT_INITS = ("signed_constant", "normal", "uniform")
+INCLUDES = ("coefficients", "all")  # what supermask masks: the coefficients of known layers, or every parameter
 
 
 def _masked_class(module: nn.Module):
@@ -82,7 +86,8 @@ def clone_module(model: nn.Module) -> nn.Module:
     def copy(module: nn.Module) -> nn.Module:
         if id(module) in memo:
             return memo[id(module)]
-        new = module.__class__.__new__(module.__class__)
+        cls = own_class(module)
+        new = cls.__new__(cls)
         memo[id(module)] = new
         # containers (hook tables, the non-persistent buffer set, ...) are copied so the two modules never share
         # their bookkeeping; their contents are shared
@@ -176,20 +181,24 @@ class GlobalTopK:
 
 def supermask(model: nn.Module, sparsity: float, scope: str = "layer", seed: int = 0,
               weight_init: str = "signed_constant",
-              select: Optional[Callable[[str, nn.Module], bool]] = None) -> nn.Module:
+              select: Optional[Callable[[str, nn.Module], bool]] = None, include: str = "coefficients") -> nn.Module:
     """Edge-popup swap-in: turn the supported layers of ``model`` into supermask layers, in place.
 
     Each layer's coefficients are re-drawn from ``seed`` (per layer path, so a ticket is regenerated from
     the seed and the architecture) with the layer family's per-coefficient init std ``s``:
     ``"signed_constant"`` (±s), ``"normal"`` (N(0, s²)) or ``"uniform"`` (same variance), then frozen. One
     score per coefficient starts at ``U(-s, s)``; the mask keeps the top ``1 - sparsity`` of ``|score|`` per
-    coefficient tensor (``scope="layer"``) or over the whole model (``scope="global"``). All other parameters
-    of the model (those of layers equislt has no basis for, e.g. a GAT's attention vectors or a PyG convolution's
-    own bias) are frozen dense at their initial value: :func:`~equislt.nn.coverage` lists them. The optimizer
-    should get :func:`score_parameters`.
+    coefficient tensor (``scope="layer"``) or over the whole model (``scope="global"``). ``include``: by default
+    (``"coefficients"``) all other parameters of the model (those of layers equislt has no basis for, e.g. a
+    GAT's attention vectors or a PyG convolution's own bias) are frozen dense at their initial value
+    (:func:`~equislt.nn.coverage` lists them); ``"all"`` masks them too, each at its initial value, scores
+    ``U(-s, s)`` with ``s = 1/√size`` (:mod:`equislt.nn._parameter_masks`: such a mask keeps equivariance, the
+    parameter being shared). The optimizer should get :func:`score_parameters`.
     """
     if scope not in ("layer", "global"):
         raise ValueError(f"supermask: scope must be 'layer' or 'global', got {scope!r}")
+    if include not in INCLUDES:
+        raise ValueError(f"supermask: include must be one of {INCLUDES}, got {include!r}")
     if weight_init not in WEIGHT_INITS:
         raise ValueError(f"supermask: weight_init must be one of {WEIGHT_INITS}, got {weight_init!r}")
 
@@ -199,6 +208,12 @@ def supermask(model: nn.Module, sparsity: float, scope: str = "layer", seed: int
         return Supermask(std, sparsity, generator=random_stream(seed, path, "scores"))
 
     model = _convert(model, make, select)
+    if include == "all":
+        for path, module, name in _other_parameters(model):
+            value = getattr(module, name)
+            std = torch.full(value.shape, value.numel() ** -0.5, dtype=value.dtype)
+            generator = random_stream(seed, f"{path}.{name}" if path else name, "parameter scores")
+            mask_parameter(module, name, Supermask({name: std}, sparsity, generator=generator))
     for name, param in model.named_parameters():
         param.requires_grad_(name.endswith("_scores"))
     GlobalTopK.remove(model)
@@ -209,9 +224,38 @@ def supermask(model: nn.Module, sparsity: float, scope: str = "layer", seed: int
     return model
 
 
+def _other_parameters(model: nn.Module) -> List[Tuple[str, nn.Module, str]]:
+    """``(module path, module, name)`` of every parameter outside masked layers and mask sources."""
+    found = []
+    skip = (MaskedLayer, Supermask, CoefficientMask, ParameterMask)
+    for path, module in model.named_modules():
+        if isinstance(module, skip) or any(isinstance(m, skip) for m in _ancestors(model, path)):
+            continue
+        for name, value in module._parameters.items():
+            if value is not None:
+                found.append((path, module, name))
+    return found
+
+
+def _ancestors(model: nn.Module, path: str) -> List[nn.Module]:
+    parts = path.split(".") if path else []
+    return [model.get_submodule(".".join(parts[:i])) for i in range(1, len(parts))]
+
+
+def mask_sources(model: nn.Module) -> List[Tuple[str, nn.Module]]:
+    """``(path, mask source)`` of every masked layer and every masked parameter (``path.name``), in module
+    order."""
+    sources = [(path, layer.mask) for path, layer in coefficient_layers(model) if isinstance(layer, MaskedLayer)]
+    sources += [(f"{path}.{name}" if path else name, mask.source) for path, name, mask in parameter_masks(model)]
+    return sources
+
+
 def _supermasks(model: nn.Module) -> List[Supermask]:
-    """The supermask sources of ``model``'s masked layers, in module order (cheap: runs before every forward)."""
-    return [m.mask for m in model.modules() if isinstance(m, MaskedLayer) and isinstance(m.mask, Supermask)]
+    """The supermask sources of ``model``'s masked layers and parameters, in module order (cheap: runs before
+    every forward)."""
+    found = [m.mask for m in model.modules() if isinstance(m, MaskedLayer) and isinstance(m.mask, Supermask)]
+    return found + [m.source for m in model.modules() if isinstance(m, ParameterMask)
+                    and isinstance(m.source, Supermask)]
 
 
 def score_parameters(model: nn.Module) -> List[nn.Parameter]:
@@ -231,21 +275,32 @@ def refresh(model: nn.Module) -> nn.Module:
 
 
 def masks_of(model: nn.Module) -> Dict[str, Dict[str, torch.Tensor]]:
-    """Current bool masks ``{layer path: {coefficient name: mask}}`` of all masked layers."""
+    """Current bool masks ``{layer path: {coefficient name: mask}}`` of all masked layers, and
+    ``{module path: {parameter name: mask}}`` of masked parameters (``include="all"``)."""
     refresh(model)
-    return {path: {n: layer.mask.mask(n).clone() for n in layer.mask.names}
-            for path, layer in coefficient_layers(model) if isinstance(layer, MaskedLayer)}
+    masks = {path: {n: layer.mask.mask(n).clone() for n in layer.mask.names}
+             for path, layer in coefficient_layers(model) if isinstance(layer, MaskedLayer)}
+    for path, name, mask in parameter_masks(model):
+        masks.setdefault(path, {})[name] = mask.source.mask(name).clone()
+    return masks
+
+
+def _fixed(source: nn.Module) -> CoefficientMask:
+    fixed = CoefficientMask({n: source.mask(n).shape for n in source.names})
+    for n in source.names:
+        fixed.set(n, source.mask(n))
+    return fixed
 
 
 def freeze(model: nn.Module) -> nn.Module:
     """Replace every supermask by a fixed :class:`~equislt.masks.CoefficientMask` holding its current mask."""
-    for path, named in masks_of(model).items():
-        layer = model.get_submodule(path) if path else model
-        if isinstance(layer.mask, Supermask):
-            fixed = CoefficientMask({n: m.shape for n, m in named.items()})
-            for n, m in named.items():
-                fixed.set(n, m)
-            layer.mask = fixed
+    refresh(model)
+    for _, layer in coefficient_layers(model):
+        if isinstance(layer, MaskedLayer) and isinstance(layer.mask, Supermask):
+            layer.mask = _fixed(layer.mask)
+    for _, _, mask in parameter_masks(model):
+        if isinstance(mask.source, Supermask):
+            mask.source = _fixed(mask.source)
     GlobalTopK.remove(model)
     return model
 
@@ -268,15 +323,23 @@ def load_masks(model: nn.Module, source) -> nn.Module:
     paths = set(source)
     model = mask_model(model, select=lambda p, _: p in paths)
     freeze(model)
+    masked = {(path, name): mask for path, name, mask in parameter_masks(model)}
     for path, named in source.items():
         try:
             layer = model.get_submodule(path) if path else model
         except AttributeError as err:
             raise ValueError(f"load_masks: the model has no layer {path!r}") from err
-        if not isinstance(layer, MaskedLayer):
-            raise ValueError(f"load_masks: layer {path!r} ({type(layer).__name__}) cannot be masked")
         for name, mask in named.items():
-            layer.mask.set(name, mask)
+            if isinstance(layer, MaskedLayer) and name in layer.mask.names:
+                layer.mask.set(name, mask)
+            elif (path, name) in masked:
+                masked[path, name].source.set(name, mask)
+            elif isinstance(getattr(layer, name, None), nn.Parameter) and not isinstance(layer, MaskedLayer):
+                fixed = CoefficientMask({name: getattr(layer, name).shape})
+                fixed.set(name, mask)
+                mask_parameter(layer, name, fixed)
+            else:
+                raise ValueError(f"load_masks: layer {path!r} ({type(layer).__name__}) has no maskable {name!r}")
     return model
 
 
@@ -287,5 +350,6 @@ def fold(model: nn.Module) -> nn.Module:
     for path, layer in list(coefficient_layers(model)):
         if isinstance(layer, MaskedLayer):
             model = replace_module(model, path, layer.unmasked())
+    unmask_parameters(model)
     GlobalTopK.remove(model)
     return model

@@ -3,7 +3,7 @@
 :func:`~equislt.nn.supermask` and :func:`~equislt.nn.mask_model` mask the coefficients of the layers equislt knows
 (:func:`~equislt.nn.coefficient_layers`); every other parameter (a GAT's attention vectors, a PyG convolution's own
 bias, batch-norm affine parameters) is left as it is, and :func:`~equislt.nn.supermask` freezes it at its random
-value. :func:`coverage` says which is which, so nothing is left dense without the user seeing it.
+value, unless ``include="all"`` masks it too. :func:`coverage` says which is which, so nothing is left dense without the user seeing it.
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from torch import nn
 
 from ._convert import coefficient_layers
 from ._masked import MaskedLayer
+from ._parameter_masks import parameter_masks
 
 __all__ = ["COVERAGE_STATUSES", "Coverage", "ParameterCoverage", "coverage"]
 
@@ -66,6 +67,8 @@ def coverage(model: nn.Module) -> Coverage:
     for path, layer in coefficient_layers(model):
         if isinstance(layer, MaskedLayer):
             masked |= {f"{path}.{name}" if path else name for name in layer.mask.names}
+    for path, name, _ in parameter_masks(model):  # include="all": read through a parametrization
+        masked.add(f"{path}.parametrizations.{name}.original" if path else f"parametrizations.{name}.original")
     rows = []
     for name, parameter in model.named_parameters():
         if name in masked:

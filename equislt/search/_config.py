@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Union
 
 from ..models import model_factory
-from ..nn import WEIGHT_INITS
+from ..nn import INCLUDES, WEIGHT_INITS
 
 __all__ = ["SearchConfig", "load_config"]
 
@@ -52,7 +52,10 @@ class SearchConfig:
         (``ramp_shape`` linear or cubic as in Zhu & Gupta 2017); this prevents layer collapse under a global
         budget. ``weight_init``: how the frozen random coefficients are drawn (per coefficient, scaled by the
         family's init std; scores start at ``U(-s, s)`` with the same per-coefficient std ``s``).
-        ``first_layer_dense`` / ``last_layer_dense``: leave the first / last coefficient layer unmasked (its
+        ``include``: ``"coefficients"`` (default: the coefficients of the layers equislt has a basis for; every
+        other parameter stays dense, frozen at its random value, and the run's log lists them) or ``"all"``
+        (those parameters are masked too: a GAT's attention vectors, conv-level biases, batch-norm affine
+        parameters; equivariance is kept, each being shared). ``first_layer_dense`` / ``last_layer_dense``: leave the first / last coefficient layer unmasked (its
         random coefficients are kept, still frozen). ``biprop``: kept coefficients become ``sign(θ)·s·α``
         with one ``α`` per tensor (Diffenderfer & Kailkhura 2021; see ``equislt.search._biprop``).
     Optimisation (scores only)
@@ -80,6 +83,7 @@ class SearchConfig:
     ramp_start: float = 0.0
     ramp_shape: str = "linear"
     weight_init: str = "signed_constant"
+    include: str = "coefficients"
     first_layer_dense: bool = False
     last_layer_dense: bool = False
     biprop: bool = False
@@ -117,7 +121,7 @@ class SearchConfig:
         if not isinstance(self.ramp, (int, float)) or not 0.0 <= self.ramp <= 1.0:
             bad("ramp", "the ramp is a fraction of all steps, in [0, 1]")
         for name, allowed in (("scope", SCOPES), ("optimizer", OPTIMIZERS), ("ramp_shape", RAMP_SHAPES),
-                              ("weight_init", WEIGHT_INITS)):
+                              ("weight_init", WEIGHT_INITS), ("include", INCLUDES)):
             if getattr(self, name) not in allowed:
                 bad(name, f"must be one of {allowed}")
         for name in ("epochs", "batch_size", "checkpoint_every", "log_every", "seed"):

@@ -23,7 +23,8 @@ from tqdm import tqdm
 from .._device import resolve_device
 from ..masks import Supermask, count_masks, mask_digest, n_keep
 from ..models import Architecture
-from ..nn import GlobalTopK, MaskedLayer, coefficient_layers, coverage, masks_of, refresh, score_parameters
+from ..nn import (GlobalTopK, MaskedLayer, coefficient_layers, coverage, mask_sources, masks_of, refresh,
+                  score_parameters)
 from ._checkpoint import load_checkpoint, save_checkpoint
 from ._config import SearchConfig
 from ._distributed import DistributedContext, GlobalBatchSampler
@@ -127,7 +128,7 @@ class Searcher:
         self.total_steps = config.epochs * self.steps_per_epoch
         self.model = random_network(self.architecture, config.seed, self.masked,
                                     sparsity=self._sparsity_at(0), scope=config.scope,
-                                    weight_init=config.weight_init).to(self.device)
+                                    weight_init=config.weight_init, include=config.include).to(self.device)
         self.task.move_graph(self.device)
         self._check_every_layer_keeps_something()
         if config.biprop:
@@ -170,11 +171,11 @@ class Searcher:
         if self.config.scope == "global":
             GlobalTopK.of(self.model).sparsity = float(sparsity)
             return
-        for _, layer in coefficient_layers(self.model):
-            if isinstance(layer, MaskedLayer) and isinstance(layer.mask, Supermask):
-                layer.mask.sparsity = float(sparsity)
-                for name in layer.mask.names:
-                    layer.mask.set_keep(name, n_keep(layer.mask.scores(name).numel(), sparsity))
+        for _, source in mask_sources(self.model):
+            if isinstance(source, Supermask):
+                source.sparsity = float(sparsity)
+                for name in source.names:
+                    source.set_keep(name, n_keep(source.scores(name).numel(), sparsity))
 
     def _check_finite(self, what: str, *tensors: torch.Tensor) -> None:
         """Stop the run, naming the step, as soon as ``tensors`` hold NaN or inf (nothing finishes broken)."""

@@ -17,16 +17,18 @@ from torch import nn
 
 from ..masks import Supermask
 from ..models import Architecture
-from ..nn import clone_module, coefficient_layers, export, freeze, load_masks, supermask
+from ..nn import clone_module, coefficient_layers, export, freeze, load_masks, parameter_masks, supermask
 from ..ticket import Recipe, Ticket
 
 __all__ = ["SearchRecipe", "random_network", "search_ticket"]
 
 
 def random_network(architecture: Architecture, seed: int, masked: Optional[List[str]] = None, sparsity: float = 0.0,
-                   scope: str = "layer", weight_init: str = "signed_constant") -> nn.Module:
+                   scope: str = "layer", weight_init: str = "signed_constant",
+                   include: str = "coefficients") -> nn.Module:
     """The random supermask network of a search: ``architecture`` built under ``seed``, then
-    :func:`~equislt.nn.supermask` on the layers whose paths are in ``masked`` (all supported layers if None)."""
+    :func:`~equislt.nn.supermask` on the layers whose paths are in ``masked`` (all supported layers if None),
+    and on every other parameter with ``include="all"``."""
     if not isinstance(architecture, Architecture):
         architecture = Architecture.from_dict(architecture)
     with torch.random.fork_rng(devices=[]):
@@ -34,7 +36,7 @@ def random_network(architecture: Architecture, seed: int, masked: Optional[List[
         model = architecture.build()
     paths = None if masked is None else set(masked)
     return supermask(model, sparsity=sparsity, scope=scope, seed=seed, weight_init=weight_init,
-                     select=None if paths is None else (lambda p, _: p in paths))
+                     select=None if paths is None else (lambda p, _: p in paths), include=include)
 
 
 def batchnorm_state(model: nn.Module) -> Dict[str, torch.Tensor]:
@@ -65,21 +67,25 @@ def load_batchnorm_state(model: nn.Module, state: Dict[str, torch.Tensor]) -> No
 
 @dataclass
 class SearchRecipe(Recipe):
-    """A searched ticket (``Ticket.method == "search"``): which layers are masked, how their random coefficients
-    were drawn, and whether kept coefficients are binarised (biprop)."""
+    """A searched ticket (``Ticket.method == "search"``): which layers are masked (and, with ``include="all"``,
+    which modules have masked parameters), how their random coefficients were drawn, and whether kept
+    coefficients are binarised (biprop)."""
 
     kind = "search"
 
     masked: List[str] = field(default_factory=list)
     weight_init: str = "signed_constant"
     biprop: bool = False
+    include: str = "coefficients"
 
     def to_dict(self) -> dict:
-        return {"weight_init": self.weight_init, "masked": list(self.masked), "biprop": bool(self.biprop)}
+        return {"weight_init": self.weight_init, "masked": list(self.masked), "biprop": bool(self.biprop),
+                "include": self.include}
 
     @classmethod
     def from_dict(cls, data: dict) -> "SearchRecipe":
-        return cls(masked=list(data["masked"]), weight_init=data["weight_init"], biprop=bool(data.get("biprop")))
+        return cls(masked=list(data["masked"]), weight_init=data["weight_init"], biprop=bool(data.get("biprop")),
+                   include=data.get("include", "coefficients"))
 
     def check(self, seed, architecture, masks, state, target, where) -> None:
         """The masks must belong to exactly the masked layers (their shapes are checked when the network is
@@ -99,7 +105,8 @@ class SearchRecipe(Recipe):
     def regenerate(self, seed, architecture, masks, state, target=None) -> nn.Module:
         if architecture is None:
             raise ValueError("Ticket.load: this searched ticket records no architecture")
-        network = load_masks(random_network(architecture, seed, self.masked, weight_init=self.weight_init), masks)
+        network = load_masks(random_network(architecture, seed, self.masked, weight_init=self.weight_init,
+                                            include=self.include), masks)
         if self.biprop:
             from ._biprop import bake_biprop
 
@@ -130,5 +137,7 @@ def search_ticket(network: nn.Module, seed: int, weight_init: str, metadata: Opt
         raise ValueError("search ticket: the network records no architecture (build it from a registered factory: "
                          "equislt.register_model)")
     masked = [p for p, layer in coefficient_layers(network) if hasattr(layer, "mask")]
-    return Ticket.of_network(network, seed, SearchRecipe(masked, weight_init, bool(biprop)),
+    with_parameters = list(dict.fromkeys(path for path, _, _ in parameter_masks(network)))
+    include = "all" if with_parameters else "coefficients"
+    return Ticket.of_network(network, seed, SearchRecipe(masked + with_parameters, weight_init, bool(biprop), include),
                              architecture=architecture, metadata=dict(metadata or {}), probe=probe)
