@@ -45,16 +45,19 @@ def _version() -> str:
 
 class RunLock:
     """An exclusive lock on a run directory (``.lock``): a second search in the same ``out`` fails at once instead
-    of interleaving the first one's metrics and overwriting its ticket. POSIX (``fcntl``); released on exit."""
+    of interleaving the first one's metrics and overwriting its ticket. POSIX (``fcntl``; where there is none, as
+    on Windows, runs are not locked); released on exit."""
 
     def __init__(self, folder: Optional[Path]):
         self.folder, self.handle = folder, None
 
     def __enter__(self):
+        try:
+            import fcntl
+        except ImportError:  # no POSIX file locks on this platform
+            return self
         if self.folder is None:
             return self
-        import fcntl
-
         self.folder.mkdir(parents=True, exist_ok=True)
         self.handle = open(self.folder / ".lock", "a+")
         try:
