@@ -24,6 +24,16 @@ def run_arguments(parser) -> None:
     parser.add_argument("--threads", type=int, default=2)
 
 
+def data_arguments(parser, what: str) -> None:
+    """``--data`` (your data instead of the bundled set: ``what`` it must be) and ``--data-kwargs``: the data
+    options every equislt data source shares (``equislt.search.DATA_OPTIONS``), as JSON."""
+    import json
+
+    parser.add_argument("--data", default=None, help=f"your data instead of the bundled set: {what}")
+    parser.add_argument("--data-kwargs", type=json.loads, default={},
+                        help="data options as JSON: train_limit, test_limit, rotations, test_fraction, seed")
+
+
 def search_arguments(parser, sparsities, epochs: int, lr: float) -> None:
     """The supermask-search settings shared by the family scripts (their defaults differ per family)."""
     parser.add_argument("--search-sparsities", type=float, nargs="*", default=list(sparsities))
@@ -142,15 +152,24 @@ def summarize(rows, key, metrics) -> list:
             for k, rs in groups.items()]
 
 
-def image_data(directory: Optional[str], seed: int):
-    """Train/test sets: the bundled rotated digits (17×17), or a directory of MNIST-style IDX files."""
-    from equislt.data import idx_images, rotated_digits
+def image_data(path: Optional[str], seed: int, options: Optional[dict] = None, size: int = 17):
+    """Train/test sets, each a ``TensorDataset``: the bundled digits (``size``², rotated by multiples of 90° unless
+    the options say otherwise), or your images at ``path`` (IDX files, class folders, ``.npz``), with the shared
+    data ``options``."""
+    from equislt.search import build_task
 
-    if directory:
-        return (idx_images(directory, "train", rotations="c4", seed=seed),
-                idx_images(directory, "test", rotations="c4", seed=seed), f"{directory} (IDX)")
-    return (rotated_digits("train", size=17, rotations="c4"), rotated_digits("test", size=17, rotations="c4"),
-            "scikit-learn digits, 17x17, rotated by multiples of 90°")
+    options = {"rotations": "c4", "seed": seed, **(options or {})}
+    task = build_task("rotated_digits", {"size": size, **options} if path is None else options, path)
+    source = task.source if path else f"scikit-learn digits, {size}x{size}, rotated by multiples of 90°"
+    return _tensor_dataset(task.train), _tensor_dataset(task.test), source
+
+
+def _tensor_dataset(dataset) -> torch.utils.data.TensorDataset:
+    """``(images, labels)`` of a data set as one ``TensorDataset`` (a limited split is a ``Subset``)."""
+    if hasattr(dataset, "tensors"):
+        return torch.utils.data.TensorDataset(*dataset.tensors[:2])
+    images, labels = zip(*((sample[0], sample[1]) for sample in dataset))
+    return torch.utils.data.TensorDataset(torch.stack(images), torch.stack([torch.as_tensor(y) for y in labels]))
 
 
 class Timer:

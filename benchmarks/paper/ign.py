@@ -22,8 +22,8 @@ import time
 
 import torch
 
-from _common import (RESULTS, SWEEP_METRICS, Timer, certificate_summary, compare, plt, run_arguments,
-                     search_arguments, setup, stats, summarize, sweep_row, write_json)
+from _common import (RESULTS, SWEEP_METRICS, Timer, certificate_summary, compare, data_arguments, plt,
+                     run_arguments, search_arguments, setup, stats, summarize, sweep_row, write_json)
 from equislt.construct import construct
 from equislt.data import dense_graph_batch
 from equislt.models import IGN, count_parameters, train_graph_model
@@ -36,6 +36,7 @@ def graph_data(args):
     from torch_geometric.data import Batch
 
     data_kwargs = {"seed": 0} if args.data else {"task": args.task, "features": args.features, "seed": 0}
+    data_kwargs.update(args.data_kwargs)
     task = build_task("graph_atlas", data_kwargs, args.data)
     train, test = list(task.train), list(task.test)
     n = max(g.num_nodes for g in train + test)
@@ -166,7 +167,7 @@ def main():
     parser.add_argument("--task", default="triangles")
     parser.add_argument("--features", default="ones", choices=("ones", "degree"),
                         help="node features (ones: the model must count from the adjacency alone)")
-    parser.add_argument("--data", default=None, help="a torch.save-d PyG dataset instead of the atlas")
+    data_arguments(parser, "graphs (a torch.save-d list of PyG Data, or a TUDataset directory)")
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--hidden", type=int, default=16)
     parser.add_argument("--lr", type=float, default=3e-3)

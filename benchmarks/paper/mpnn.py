@@ -23,8 +23,8 @@ import time
 import torch
 from torch import nn
 
-from _common import (RESULTS, SWEEP_METRICS, Timer, certificate_summary, compare, plt, run_arguments,
-                     search_arguments, setup, stats, summarize, sweep_row, write_json)
+from _common import (RESULTS, SWEEP_METRICS, Timer, certificate_summary, compare, data_arguments, plt,
+                     run_arguments, search_arguments, setup, stats, summarize, sweep_row, write_json)
 from equislt.construct import construct
 from equislt.data import karate_club
 from equislt.models import GraphClassifier, count_parameters, train_graph_model
@@ -87,9 +87,11 @@ def ticket_row(name, target, inputs, y, eval_mask, args, train_seconds, seed) ->
 def graph_tasks(args) -> list:
     """``(name, data_kwargs, Task)`` per graph-classification task: the atlas tasks, or your file."""
     if args.data:
-        return [("yours", {"seed": 0}, build_task("graph_atlas", {"seed": 0}, args.data))]
+        kwargs = {"seed": 0, **args.data_kwargs}
+        return [("yours", kwargs, build_task("graph_atlas", kwargs, args.data))]
     return [(f"atlas-{task}", kwargs, build_task("graph_atlas", kwargs))
-            for task in args.tasks.split(",") for kwargs in [{"task": task, "features": "degree", "seed": 0}]]
+            for task in args.tasks.split(",")
+            for kwargs in [{"task": task, "features": "degree", "seed": 0, **args.data_kwargs}]]
 
 
 def graph_rows(name, task, args, seed) -> list:
@@ -199,7 +201,7 @@ def plot(summary, path):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", default="connected,triangles", help="GraphAtlas tasks, comma-separated")
-    parser.add_argument("--data", default=None, help="a torch.save-d PyG dataset instead of the atlas tasks")
+    data_arguments(parser, "graphs (a torch.save-d list of PyG Data, or a TUDataset directory)")
     parser.add_argument("--hidden", type=int, default=32)
     parser.add_argument("--layers", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=100)

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from _common import RESULTS, Timer, compare, plt, run_arguments, setup, stats, write_json
+from _common import RESULTS, Timer, compare, data_arguments, image_data, plt, run_arguments, setup, stats, write_json
 from equislt.models import train_classifier
 from equislt.subsetsum import solve
 
@@ -34,19 +34,14 @@ PENSIA = {"seconds": 77266, "cores": 36, "weights": 397000, "n": 21, "eps": 0.01
           "kept": 3725871, "kept_over_target": 9.39, "accuracy": 0.9719, "solver": "Gurobi MIP per weight, MIPGap 0.01"}
 
 
-def mnist_like(directory=None):
-    """784-pixel train/test sets: MNIST itself from a directory of its IDX files (``--data``), else the bundled
-    digits upsampled to 29×29, not rotated, cropped to 28×28."""
-    from equislt.data import idx_images, rotated_digits
-
-    if directory:
-        sets = [idx_images(directory, split, rotations="none") for split in ("train", "test")]
-        if sets[0].tensors[0].shape[-1] != 29:  # idx_images pads 28 -> 29 (odd side)
-            raise SystemExit(f"{directory}: the MLP needs 28x28 images (784 inputs), got side "
-                             f"{sets[0].tensors[0].shape[-1] - 1}")
-    else:
-        sets = [rotated_digits(split, size=29, rotations="none") for split in ("train", "test")]
-    return [torch.utils.data.TensorDataset(d.tensors[0][..., :28, :28].flatten(1), d.tensors[1]) for d in sets]
+def mnist_like(path=None, options=None):
+    """784-pixel train/test sets: MNIST itself from ``--data`` (its IDX files, or any 28x28 image source), else the
+    bundled digits upsampled to 29×29, not rotated, cropped to 28×28; ``options``: the shared data options."""
+    train, test, _ = image_data(path, seed=0, options={"rotations": "none", **(options or {})}, size=29)
+    if train.tensors[0].shape[-1] != 29 or train.tensors[0].shape[1] != 1:  # 28 is padded to 29 (odd side)
+        raise SystemExit(f"{path}: the MLP needs 28x28 one-channel images (784 inputs), got "
+                         f"{list(train.tensors[0].shape[1:])} once padded")
+    return [torch.utils.data.TensorDataset(d.tensors[0][..., :28, :28].flatten(1), d.tensors[1]) for d in (train, test)]
 
 
 def target_mlp(train, seed, epochs):
@@ -122,13 +117,13 @@ def main():
     parser.add_argument("--eps", type=float, default=0.01)
     parser.add_argument("--c", type=int, default=3, help="n = c * round(log2(1/eps))")
     parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--data", default=None, help="a directory of MNIST's IDX files (28x28)")
+    data_arguments(parser, "28x28 images (MNIST's IDX files, class folders or a .npz)")
     run_arguments(parser)
     args = parser.parse_args()
     clock = Timer()
     setup(args.threads, args.seeds[0])
     n = args.c * round(math.log2(1 / args.eps))
-    train, test = mnist_like(args.data)
+    train, test = mnist_like(args.data, args.data_kwargs)
     x, y = test.tensors
     runs = []
     for seed in args.seeds:

@@ -21,8 +21,8 @@ import time
 
 import torch
 
-from _common import (RESULTS, Timer, batched, certificate_summary, compare, image_data, plt, run_arguments,
-                     search_arguments, setup, summarize, write_json)
+from _common import (RESULTS, Timer, batched, certificate_summary, compare, data_arguments, image_data, plt,
+                     run_arguments, search_arguments, setup, summarize, write_json)
 from equislt.construct import construct, default_n
 from equislt.models import steerable_cnn, train_classifier
 from equislt.search import SearchConfig, Searcher
@@ -88,7 +88,8 @@ def run_group(group: str, args, x_train_loader, test, seed: int) -> dict:
         t0 = time.perf_counter()
         config = SearchConfig(model="steerable_cnn",
                               model_kwargs={"group": group, "channels": list(args.search_channels)},
-                              data="rotated_digits", data_path=args.data, sparsity=sparsity, epochs=args.search_epochs,
+                              data="rotated_digits", data_path=args.data, data_kwargs=args.data_kwargs,
+                              sparsity=sparsity, epochs=args.search_epochs,
                               lr=args.search_lr, batch_size=args.batch_size, optimizer="adam", seed=seed, out=None,
                               progress=False)
         searcher = Searcher(config, log=lambda *_: None)
@@ -198,7 +199,7 @@ def main():
     parser.add_argument("--trace", type=int, default=96, help="held-out images traced by the construction")
     parser.add_argument("--equiv-images", type=int, default=32)
     parser.add_argument("--search-channels", type=int, nargs="+", default=[16, 32])
-    parser.add_argument("--data", default=None, help="a directory of MNIST-style IDX files instead of the digits")
+    data_arguments(parser, "images (a directory of IDX files or of class folders, or a .npz)")
     parser.add_argument("--plot-only", action="store_true", help="redraw the PNG from results/steerable.json")
     search_arguments(parser, sparsities=(0.5, 0.7), epochs=10, lr=0.05)
     run_arguments(parser)
@@ -208,7 +209,7 @@ def main():
         return
     clock = Timer()
     setup(args.threads, args.seeds[0])
-    train, test, source = image_data(args.data, seed=0)
+    train, test, source = image_data(args.data, seed=0, options=args.data_kwargs)
     runs = []
     for seed in args.seeds:
         loader = torch.utils.data.DataLoader(train, batch_size=args.batch_size, shuffle=True,
