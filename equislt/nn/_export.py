@@ -199,8 +199,17 @@ def _multiple(module) -> nn.Module:
     return ChannelBranches(branches)
 
 
+def _device_of(module: nn.Module) -> torch.device:
+    tensor = next(iter(list(module.parameters()) + list(module.buffers())), None)
+    return torch.device("cpu") if tensor is None else tensor.device
+
+
 def _plain(module: nn.Module) -> nn.Module:
-    """The plain torch module computing what escnn ``module`` computes on tensors."""
+    """The plain torch module computing what escnn ``module`` computes on tensors (on the module's device)."""
+    return _converted(module).to(_device_of(module))
+
+
+def _converted(module: nn.Module) -> nn.Module:
     enn = import_escnn().nn
     if isinstance(module, enn.SequentialModule):
         return nn.Sequential(*(_plain(child) for child in module.children()))
