@@ -239,16 +239,24 @@ def task_from_path(path, **options) -> Task:
     if not source.exists():
         raise ValueError(f"{path}: no such file or directory (data_path)")
     graph_like = source.suffix in (".pt", ".pth") or (source / "raw").is_dir()
-    try:
-        if not graph_like:
-            return _images_from(path, **options)
-        from ..data import graph_source
+    if not graph_like:
+        return _with_options(_images_from, path, options)
+    from ..data import graph_source
 
-        kind, data = graph_source(path, trust_pickles=bool(options.pop("trust_pickles", False)))
-        return (_nodes_from if kind == "node" else _graphs_from)(data, path, **options)
-    except TypeError as err:
-        raise ValueError(f"SearchConfig.data_kwargs for the data in {path}: {err} (data options: "
-                         f"{', '.join(DATA_OPTIONS)})") from None
+    kind, data = graph_source(path, trust_pickles=bool(options.pop("trust_pickles", False)))
+    return _with_options(_nodes_from if kind == "node" else _graphs_from, path, options, data)
+
+
+def _with_options(function: Callable[..., Task], path: str, options: Dict[str, Any], *data) -> Task:
+    """``function(*data, path, **options)``, an option it does not take named first."""
+    import inspect
+
+    accepted = [name for name, p in inspect.signature(function).parameters.items() if p.default is not p.empty]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ValueError(f"SearchConfig.data_kwargs for the data in {path}: {unknown} do not apply to it (it takes "
+                         f"{accepted}; data options: {', '.join(DATA_OPTIONS)})")
+    return function(*data, path, **options)
 
 
 def build_task(name: str, kwargs: Dict[str, Any], data_path: Optional[str] = None) -> Task:
