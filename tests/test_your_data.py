@@ -41,6 +41,9 @@ def test_npz_images_channels_last_split_at_random(tmp_path):
     searcher = _search(str(tmp_path / "mine.npz"), data_kwargs={"train_limit": 16, "test_limit": 8})
     assert (len(searcher.task.train), len(searcher.task.test)) == (16, 8)
     assert 0.0 <= searcher.run()["test_accuracy"] <= 1.0  # plain_cnn got in_channels=3 from the data
+    np.savez(tmp_path / "short.npz", x=x, y=y[:-1])
+    with pytest.raises(ValueError, match="short.npz: 40 images in 'x' but 39 labels in 'y'"):
+        build_task("rotated_digits", {}, str(tmp_path / "short.npz"))
     np.savez(tmp_path / "bad.npz", images=x)
     with pytest.raises(ValueError, match="bad.npz: expected arrays 'x' and 'y'"):
         build_task("rotated_digits", {}, str(tmp_path / "bad.npz"))

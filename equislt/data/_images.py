@@ -49,6 +49,8 @@ def npz_images(path, split: str = "train", rotations: str = "c4", seed: int = 0,
     if {"x_train", "y_train", "x_test", "y_test"} <= set(arrays):
         images, labels = arrays[f"x_{split}"], arrays[f"y_{split}"]
     elif {"x", "y"} <= set(arrays):
+        if len(arrays["x"]) != len(arrays["y"]):
+            raise ValueError(f"{path}: {len(arrays['x'])} images in 'x' but {len(arrays['y'])} labels in 'y'")
         keep = _split(len(arrays["x"]), split, test_fraction, seed, str(path))
         images, labels = arrays["x"][keep], arrays["y"][keep]
     else:
