@@ -73,27 +73,29 @@ def _first(dataset, limit: Optional[int]):
     return torch.utils.data.TensorDataset(*(t[:limit] for t in dataset.tensors))
 
 
+def _images(config: DemoConfig):
+    """``(train, test, source)``: the bundled rotated digits or the images at ``config.data``, with the data
+    options of the config (``TensorDataset`` s)."""
+    from .data import image_dataset, rotated_digits
+
+    if config.data:
+        options = dict(rotations="c4", seed=config.seed, test_fraction=config.test_fraction)
+        train_set, source = image_dataset(config.data, "train", limit=config.train_limit, **options)
+        test_set, _ = image_dataset(config.data, "test", limit=config.test_limit, **options)
+        return train_set, test_set, source + ", rotated by multiples of 90°"
+    sets = [_first(rotated_digits(split, rotations="c4", seed=config.seed, test_fraction=config.test_fraction), limit)
+            for split, limit in (("train", config.train_limit), ("test", config.test_limit))]
+    return sets[0], sets[1], "rotated digits (C4)"
+
+
 def run_demo(config: DemoConfig = DemoConfig(), log=print) -> dict:
-    from .data import rotated_digits
     from .models import save_model, steerable_cnn, train_classifier
 
     if config.method not in ("construct", "search"):
         raise ValueError(f"demo: method must be 'construct' or 'search', got {config.method!r}")
     device = resolve_device(config.device, "demo: device")
     torch.manual_seed(config.seed)
-    if config.data:
-        from .data import image_dataset
-
-        options = dict(rotations="c4", seed=config.seed, test_fraction=config.test_fraction)
-        train_set, source = image_dataset(config.data, "train", limit=config.train_limit, **options)
-        test_set, _ = image_dataset(config.data, "test", limit=config.test_limit, **options)
-        source += ", rotated by multiples of 90°"
-    else:
-        train_set = rotated_digits("train", rotations="c4", seed=config.seed, test_fraction=config.test_fraction)
-        test_set = rotated_digits("test", rotations="c4", seed=config.seed, test_fraction=config.test_fraction)
-        train_set, test_set = (_first(dataset, limit) for dataset, limit in ((train_set, config.train_limit),
-                                                                             (test_set, config.test_limit)))
-        source = "rotated digits (C4)"
+    train_set, test_set, source = _images(config)
     size, in_channels = train_set.tensors[0].shape[-1], train_set.tensors[0].shape[1]
     generator = torch.Generator().manual_seed(config.seed)
     train_loader = torch.utils.data.DataLoader(train_set, batch_size=config.batch_size, shuffle=True,

@@ -225,21 +225,17 @@ def supermask(model: nn.Module, sparsity: float, scope: str = "layer", seed: int
 
 
 def _other_parameters(model: nn.Module) -> List[Tuple[str, nn.Module, str]]:
-    """``(module path, module, name)`` of every parameter outside masked layers and mask sources."""
-    found = []
-    skip = (MaskedLayer, Supermask, CoefficientMask, ParameterMask)
+    """``(module path, module, name)`` of every parameter outside masked layers and mask sources (named_modules
+    lists a module before its submodules, so skipping under a skipped path is enough)."""
+    found, skipped = [], []
     for path, module in model.named_modules():
-        if isinstance(module, skip) or any(isinstance(m, skip) for m in _ancestors(model, path)):
+        if any(path.startswith(f"{p}.") for p in skipped):
             continue
-        for name, value in module._parameters.items():
-            if value is not None:
-                found.append((path, module, name))
+        if isinstance(module, (MaskedLayer, Supermask, CoefficientMask, ParameterMask)):
+            skipped.append(path)
+            continue
+        found += [(path, module, name) for name, value in module._parameters.items() if value is not None]
     return found
-
-
-def _ancestors(model: nn.Module, path: str) -> List[nn.Module]:
-    parts = path.split(".") if path else []
-    return [model.get_submodule(".".join(parts[:i])) for i in range(1, len(parts))]
 
 
 def mask_sources(model: nn.Module) -> List[Tuple[str, nn.Module]]:
