@@ -86,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     con.add_argument("--seed", type=int, default=0)
     con.add_argument("--policy", choices=("widen", "report", "raise"), default="widen")
     con.add_argument("--fewest", action="store_true", help="keep the fewest coefficients within tol")
+    con.add_argument("--method", choices=("subset_sum", "malach", "malach_neurons"), default="subset_sum",
+                     help="subset_sum (Pensia/Ferbach, default), malach (one random product per coefficient) or "
+                          "malach_neurons (whole hidden fields kept or dropped; no certified bound)")
     con.add_argument("--input-nonnegative", action="store_true", help="inputs are >= 0 (e.g. images)")
     con.add_argument("--device", default="cpu", help="where the exact Subset-Sum solver runs: cpu (numba, default), "
                                                       "auto, cuda, cuda:N or mps (its torch backend)")
@@ -225,9 +228,9 @@ def _construct(args) -> None:
 
     try:
         target = _target(args)
-        ticket = construct(target, _inputs(args.inputs, target), tol=args.tol, device=args.device, eps=args.eps, n=args.n, seed=args.seed,
-                           policy=args.policy, fewest=args.fewest, input_nonnegative=args.input_nonnegative,
-                           progress=not args.no_progress, log=print)
+        ticket = construct(target, _inputs(args.inputs, target), tol=args.tol, device=args.device, eps=args.eps,
+                           n=args.n, seed=args.seed, policy=args.policy, fewest=args.fewest, method=args.method,
+                           input_nonnegative=args.input_nonnegative, progress=not args.no_progress, log=print)
         ticket.save(args.out)
     except (OSError, ValueError) as err:
         raise SystemExit(f"equislt construct: {err}")

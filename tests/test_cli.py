@@ -31,6 +31,11 @@ def test_demo_construct_fast_path(tmp_path, capsys):
     x = torch.rand(4, 1, 17, 17)
     with torch.no_grad():
         assert torch.equal(again.network(x), ticket.network(x))
+    # Malach et al.'s single products through the same command
+    assert main(["construct", "--target", str(out / "target.pt"), "--tol", "1e-3", "--method", "malach",
+                 "--input-nonnegative", "--no-progress", "--out", str(tmp_path / "malach.pt")]) == 0
+    malach = Ticket.load(tmp_path / "malach.pt").certificate
+    assert malach.method == "malach" and malach.rows_over_tol == 0 and malach.prediction_agreement >= 0.9
 
 
 def test_demo_search_fast_path(tmp_path, capsys):

@@ -12,12 +12,12 @@ streams), ``_build`` (the literal random network, on request), ``_trace`` (readi
 """
 from ._block import CompiledBlock, LiftMix, PooledBias
 from ._certificate import Certificate, LayerCertificate
-from ._construct import VERIFY, construct, default_n
+from ._construct import CONSTRUCT_METHODS, MALACH_MAX_N, VERIFY, construct, default_n
 from ._layout import BlockSpec, HiddenLayout, LayerPlan, WideTensor
 from ._policy import POLICIES
 from ._recipe import ConstructRecipe
 from .families import Family, family_of
 
-__all__ = ["BlockSpec", "Certificate", "CompiledBlock", "ConstructRecipe", "Family", "HiddenLayout",
+__all__ = ["CONSTRUCT_METHODS", "MALACH_MAX_N", "BlockSpec", "Certificate", "CompiledBlock", "ConstructRecipe", "Family", "HiddenLayout",
            "LayerCertificate", "LayerPlan", "LiftMix", "POLICIES", "PooledBias", "VERIFY", "WideTensor", "construct",
            "default_n", "family_of"]

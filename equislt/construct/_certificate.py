@@ -97,6 +97,7 @@ class LayerCertificate:
     kept_coefficients: int
     lower_bound: float  # n_coefficients · log2(1/(2ε)), ε = max coefficient residual
     widened_fields: int = 0  # input fields that got extra copies (policy "widen")
+    fit_relative_error: Optional[float] = None  # neuron subnetworks: relative error of the layer's fit (traced)
 
     @property
     def n(self) -> int:
@@ -109,6 +110,7 @@ class LayerCertificate:
         :func:`layer_error_terms`."""
         residuals = solution.weight_residuals(layer.input_nonnegative)
         max_residual = float(residuals.abs().max()) if residuals.numel() else 0.0
+        neurons = solution.fit_relative_error is not None  # whole hidden fields: no coefficient residuals
         n_target = layer.alpha.numel() + layer.beta.numel()
         slope, offset, lipschitz = terms
         return cls(
@@ -117,10 +119,11 @@ class LayerCertificate:
             pool_negative_mean=solution.pool_sizes["negative_mean"], bias_pool=plan.bias_pool, gain=plan.gain,
             input_nonnegative=layer.input_nonnegative, folded_norm=layer.folded_norm,
             n_problems=solution.n_problems, rows_over_tol=solution.rows_over(tol),
-            coefficient_residual=quantiles(residuals), bias_residual=quantiles(solution.bias_residual),
+            coefficient_residual={} if neurons else quantiles(residuals),
+            bias_residual=quantiles(solution.bias_residual), fit_relative_error=solution.fit_relative_error,
             error_slope=slope, error_offset=offset, lipschitz=lipschitz if slope is not None else None,
             target_coefficients=n_target, random_coefficients=counts.total, kept_coefficients=counts.kept,
-            lower_bound=lower_bound(n_target, max_residual) if plan.gain else 0.0)
+            lower_bound=lower_bound(n_target, max_residual) if plan.gain and not neurons else 0.0)
 
     @classmethod
     def from_dict(cls, data: dict) -> "LayerCertificate":
@@ -150,6 +153,7 @@ class Certificate:
     seconds: Dict[str, float] = field(default_factory=dict)
     measured_on: str = "literal"  # the network the measured numbers come from: "compact" or "literal"
     assumptions: List[str] = field(default_factory=list)  # what the bound takes for granted beyond the code
+    method: str = "subset_sum"  # how the masks were chosen: "subset_sum" or "malach" (construct's method)
 
     @property
     def target_coefficients(self) -> int:
@@ -205,7 +209,7 @@ class Certificate:
                  f"{'random':>10}{'kept':>9}{'lower bd':>10}"]
         for c in self.layers:
             lines.append(f"{c.path:<18}{c.n:>4}{c.widened_fields:>8}{c.copies_added:>8}{c.n_problems:>10}"
-                         f"{c.coefficient_residual['max']:>10.1e}{c.rows_over_tol:>6}{c.target_coefficients:>9}"
+                         f"{c.coefficient_residual.get('max', math.nan):>10.1e}{c.rows_over_tol:>6}{c.target_coefficients:>9}"
                          f"{c.random_coefficients:>10}{c.kept_coefficients:>9}{c.lower_bound:>10.0f}")
         bound = f"{self.bound:.3g}" if self.bound is not None else f"unavailable ({self.bound_note})"
         lines.append(f"certified sup error over ||x|| <= {self.input_radius:.3g}: {bound}")
@@ -239,6 +243,9 @@ def operator_bound(target, coefficients: List[torch.Tensor]) -> Tuple[Optional[f
 def layer_error_terms(target, solution, gain: float) -> tuple:
     """``(a_i, b_i, L_i)`` of one layer (see module docstring); ``a_i = None`` (and ``L_i`` the reason) when
     the layer's operator cannot be bounded."""
+    if solution.fit_relative_error is not None:
+        return None, gain * target.family.bias_norm(target, solution.bias_residual.double()), \
+            "a neuron subnetwork has no coefficient-wise residual to bound (method='malach_neurons')"
     residuals = [solution.weight_residual_pos.to(target.alpha.dtype)]
     if not target.input_nonnegative:
         residuals.append(solution.weight_residual_neg.to(target.alpha.dtype))

@@ -6,6 +6,9 @@ of field ``b`` and the kept mix coefficients, so it equals ``x ↦ c (W⁺ σ(x)
 the target's own type and basis (``W⁻`` is dropped when no negative copy is kept, i.e. the layer input is
 non-negative). This is how a ticket runs: at the target's size, computed from the seed and the masks one input
 field at a time, without building the random network; it equals the literal pruned network to float rounding.
+
+A block whose lift keeps more than the identity coefficients (a neuron subnetwork, ``method="malach_neurons"``:
+whole hidden fields with their dense random lift) has no such form; it runs as the literal pruned block.
 """
 from __future__ import annotations
 
@@ -14,7 +17,8 @@ from typing import Dict, List, Optional
 import torch
 from torch import nn
 
-from ._build import LayerBlocks, replace_layers
+from ..nn import load_masks
+from ._build import LayerBlocks, random_block, replace_layers
 from ._draw import bias_draw, field_draw
 from ._layout import LayerPlan
 from ._solve import put_field_values, same_type_groups
@@ -67,10 +71,22 @@ def _pooled_bias(family, layer: nn.Module, plan: LayerPlan, seed: int, masks: Ma
     return bias
 
 
+def _identity_lift(blocks: LayerBlocks, plan: LayerPlan, masks: Masks) -> bool:
+    """The block's lift keeps only identity coefficients (one per hidden copy)."""
+    lift, _ = blocks.tensors(plan.layout(blocks.n_fields))
+    kept = masks[f"{plan.path}.lift"][lift.name].reshape(-1).clone()
+    for b in range(blocks.n_fields):
+        kept[lift.identity(b)[1]] = False
+    return not bool(kept.any())
+
+
 def compact_block(layer: nn.Module, plan: LayerPlan, seed: int, masks: Masks) -> nn.Module:
     """The compact form of the pruned block that replaces ``layer`` (see the module docstring)."""
     family = family_of(layer)
     blocks = LayerBlocks.of(layer, family)
+    if not _identity_lift(blocks, plan, masks):
+        own = {path[len(plan.path) + 1:]: named for path, named in masks.items() if path.startswith(plan.path + ".")}
+        return load_masks(random_block(layer, plan, seed), own).eval()
     pos, neg, negative = _folded_coefficients(blocks, plan, seed, masks)
     neg_layer = _layer_with(family, layer, neg) if negative else None
     return family.compiled(_layer_with(family, layer, pos), neg_layer,

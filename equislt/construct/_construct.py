@@ -17,22 +17,30 @@ from ._build import LayerBlocks
 from ._certificate import Certificate, LayerCertificate, layer_error_terms, network_bound, timed
 from ._layout import LayerPlan
 from ._policy import Tolerance, solve_within_tolerance
+from ._neurons import solve_neurons
+from ._solve import METHODS
 from ._recipe import ConstructRecipe
 from ._trace import check_inputs, slice_inputs, trace_target
 
-__all__ = ["VERIFY", "construct", "default_n"]
+__all__ = ["CONSTRUCT_METHODS", "MALACH_MAX_N", "VERIFY", "construct", "default_n"]
 
 VERIFY = ("compact", "literal")
+CONSTRUCT_METHODS = METHODS + ("malach_neurons",)
+MALACH_MAX_N = 2**18  # the largest pool a widening gives Malach's method by default
 
 
-def default_n(tol: float) -> int:
-    """Summands per pool ``N`` for a per-coefficient tolerance: ``N ≈ log2(1/tol) + 4`` (the median residual of a
-    random Subset-Sum problem halves with every extra summand, Lueker 1998; products ``u·v`` need a few more
-    summands than uniforms), clipped to ``[8, 24]``."""
+def default_n(tol: float, method: str = "subset_sum") -> int:
+    """Summands per pool ``N`` for a per-coefficient tolerance. Subset-Sum: ``N ≈ log2(1/tol) + 4`` (the median
+    residual of a random Subset-Sum problem halves with every extra summand, Lueker 1998; products ``u·v`` need a
+    few more summands than uniforms), clipped to ``[8, 24]``. Malach's single products: ``N = ceil(1/tol)`` (a
+    product ``u·v`` lands within ``tol`` of a coefficient ``|α| ≤ 1/2`` with probability ``≥ 0.69 tol``, its
+    density being ``-ln|α|/2 ≥ ln2/2``), at least 8; the widening doubles it where that is not enough."""
+    if method == "malach":
+        return max(int(math.ceil(1.0 / tol)), 8)
     return int(min(max(math.ceil(math.log2(1.0 / tol)) + 4, 8), 24))
 
 
-def _plan(layer, n: int) -> LayerPlan:
+def _plan(layer, n: int, bias_pool: int) -> LayerPlan:
     """Normalise every layer so that its largest coefficient is ``1/2``, whatever its scale (ReLU is positively
     homogeneous, so the gain ``2 max|α|`` is folded back after the block): ``tol`` then means the same for
     weights of any magnitude, and at ``|α| ≤ 1/2`` the products ``u·v`` (``u ~ U[0,1]``, ``v ~ U[-1,1]``) have
@@ -41,7 +49,7 @@ def _plan(layer, n: int) -> LayerPlan:
     largest = max(float(layer.alpha.abs().max()) if layer.alpha.numel() else 0.0,
                   float(layer.beta.abs().max()) if layer.beta.numel() else 0.0)
     has_bias = layer.beta.numel() > 0 and bool(layer.beta.abs().max() > 0)
-    return LayerPlan(layer.path, copies=2 * n, bias_pool=n if has_bias else 0, gain=2.0 * largest,
+    return LayerPlan(layer.path, copies=2 * n, bias_pool=bias_pool if has_bias else 0, gain=2.0 * largest,
                      folded_norm=layer.folded_norm)
 
 
@@ -54,11 +62,12 @@ def _radius(inputs, input_radius: Optional[float]) -> float:
 
 
 def construct(target: nn.Module, inputs, *, tol: float = 1e-3, n: Optional[int] = None,
-              eps: Optional[float] = None, seed: int = 0, policy: str = "widen", max_n: int = MAX_N,
+              eps: Optional[float] = None, seed: int = 0, policy: str = "widen", max_n: Optional[int] = None,
               fewest: bool = False, input_nonnegative: bool = False, input_radius: Optional[float] = None,
-              verify: str = "compact", device="cpu", progress: bool = True, log=None) -> Ticket:
+              verify: str = "compact", device="cpu", method: str = "subset_sum", progress: bool = True,
+              log=None) -> Ticket:
     r"""Prune a random overparametrised network to approximate ``target`` (Pensia et al. 2020 lifted to
-    equivariant coefficients, Ferbach et al. 2023).
+    equivariant coefficients, Ferbach et al. 2023; or Malach et al. 2020's single products, ``method="malach"``).
 
     Parameters
     ----------
@@ -76,10 +85,11 @@ def construct(target: nn.Module, inputs, *, tol: float = 1e-3, n: Optional[int] 
     tol : per-coefficient residual tolerance, relative: every layer is scaled so that its largest coefficient
         is ``1/2`` (ReLU is positively homogeneous), so ``tol`` means the same for weights of any magnitude.
     n : ``N``, summands per pool (each input field gets ``2N`` hidden copies, about ``N`` of each sign);
-        default :func:`default_n` of ``tol``.
+        default :func:`default_n` of ``tol`` and ``method``.
     eps : optional end-to-end target: if the certified bound exceeds it, a ValueError reports both.
     policy : rows over ``tol``: ``"widen"`` (more copies of the fields that own them, up to ``max_n`` summands:
-        by default the exact solver's limit, ``equislt.subsetsum.MAX_N``; only those rows are solved again),
+        by default the exact solver's limit, ``equislt.subsetsum.MAX_N``, or ``MALACH_MAX_N`` for Malach's
+        method; only those rows are solved again),
         ``"report"`` (keep, count in the certificate) or ``"raise"``; see :mod:`equislt.construct._policy`.
     fewest : among subsets within ``tol`` keep the fewest coefficients (sparser tickets).
     input_nonnegative : the network input is ``≥ 0`` (e.g. images in [0, 1]); the first layer then needs no
@@ -90,13 +100,28 @@ def construct(target: nn.Module, inputs, *, tol: float = 1e-3, n: Optional[int] 
         purpose: about ``2N`` times wider than the target; for small models).
     device : where the exact Subset-Sum solver runs: ``"cpu"`` (default; numba), ``"auto"``, ``"cuda"``,
         ``"cuda:N"`` or ``"mps"`` (the solver's torch backend there). Tracing, draws and measuring stay on the CPU.
+    method : ``"subset_sum"`` (default: every coefficient a subset sum of its pool, ``N ∝ log(1/tol)``) or
+        ``"malach"`` (every coefficient the single closest product ``|u| v`` of its pool, Malach et al. 2020:
+        ``N ∝ 1/tol``, the ticket keeps about one random coefficient per target coefficient and sign). Both
+        prune the same random network (equivariant for the same reason), with the same certificate and Ticket.
+        ``"malach_neurons"``: keep or drop whole hidden fields of the dense random block (Malach et al.'s neuron
+        subnetworks, a structured mask; :mod:`equislt.construct._neurons`), fitted on the traced inputs; ``2N``
+        hidden fields per input field; no certified bound.
 
     The random network is never built as modules: each layer's random coefficients are drawn from the seed one
     chunk of input fields at a time, solved, and dropped; the ticket keeps the masks and runs in its compact form.
     """
     where = resolve_device(device, "construct: device")
-    tolerance = Tolerance(tol, policy, max_n, fewest, None if where.type == "cpu" else where)
-    n = default_n(tol) if n is None else int(n)
+    if method not in CONSTRUCT_METHODS:
+        raise ValueError(f"construct: method must be one of {CONSTRUCT_METHODS}, got {method!r}")
+    if max_n is None:
+        max_n = MAX_N if method == "subset_sum" else MALACH_MAX_N
+    if method == "subset_sum" and max_n > MAX_N:
+        raise ValueError(f"construct: max_n={max_n} exceeds the exact Subset-Sum solver's limit {MAX_N}")
+    neurons = method == "malach_neurons"
+    tolerance = Tolerance(tol, policy, int(max_n), fewest, None if where.type == "cpu" else where,
+                          "subset_sum" if neurons else method)
+    n = default_n(tol, tolerance.method) if n is None else int(n)
     if not 2 <= n <= max_n:
         raise ValueError(f"construct: n must be in [2, max_n={max_n}], got {n}")
     if verify not in VERIFY:
@@ -107,10 +132,16 @@ def construct(target: nn.Module, inputs, *, tol: float = 1e-3, n: Optional[int] 
     seconds = {"trace": 0.0, "draw": 0.0, "solve": 0.0}
     with timed(seconds, "trace"):
         trace = trace_target(target, inputs, input_nonnegative)
-        plans = [_plan(layer, n) for layer in trace.layers]
-    certificate, masks, terms = Certificate(eps=eps, tol=tol, input_radius=0.0), {}, {}
+        plans = [_plan(layer, n, default_n(tol) if neurons else n) for layer in trace.layers]
+        units = {unit.path: unit for unit in trace.units if unit.kind == "linear"}
+    certificate, masks, terms = Certificate(eps=eps, tol=tol, input_radius=0.0, method=method), {}, {}
     for layer, plan in tqdm(list(zip(trace.layers, plans)), desc="construct", disable=not progress, leave=False):
-        solution = solve_within_tolerance(layer, plan, seed, tolerance, seconds, LayerBlocks.of(layer.module, layer.family))
+        if neurons:
+            with timed(seconds, "solve"):
+                solution = solve_neurons(layer, units[layer.path], plan, seed, tol, fewest)
+        else:
+            solution = solve_within_tolerance(layer, plan, seed, tolerance, seconds,
+                                              LayerBlocks.of(layer.module, layer.family))
         block_masks = {f"{plan.path}.{part}": named for part, named in solution.masks.items()}
         masks.update(block_masks)
         terms[layer.path] = layer_error_terms(layer, solution, plan.gain)

@@ -2,7 +2,9 @@
 
 ``widen`` gives each input field that owns a row over ``tol`` 4 more hidden copies (about 2 more summands per
 pool) while that row's pool has fewer than ``max_n`` summands (at most ``4·max_n`` copies per field, so it
-terminates); bias rows widen the bias pool by 2, up to ``max_n``. A field's problems only involve its own copies
+terminates); bias rows widen the bias pool by 2, up to ``max_n``. Malach's single-element method needs
+``N ∝ 1/tol`` instead of ``log(1/tol)``, so there a widening doubles the field's copies (and the bias pool), up to
+pools of ``max_n``. A field's problems only involve its own copies
 and the draws are prefix-stable per field (:mod:`._draw`), so only the widened fields are drawn again, and only
 their rows over ``tol`` are solved again (the others keep their subsets, which the widened pools contain). ``report`` keeps the rows over ``tol`` and counts them in the certificate; ``raise`` fails naming
 the layer.
@@ -18,7 +20,7 @@ from ..subsetsum import MAX_N
 from ._build import LayerBlocks
 from ._certificate import timed
 from ._layout import LayerPlan
-from ._solve import FieldSolution, LayerSolution, field_chunks, field_targets, layer_solution, solve_bias, solve_fields
+from ._solve import METHODS, FieldSolution, LayerSolution, field_chunks, field_targets, layer_solution, solve_bias, solve_fields
 
 __all__ = ["POLICIES", "Tolerance", "solve_within_tolerance"]
 
@@ -30,16 +32,20 @@ WIDEN_BIAS_POOL = 2  # bias pool entries added per round
 @dataclass(frozen=True)
 class Tolerance:
     """The per-coefficient tolerance ``tol`` (normalised units), the policy for rows over it, the largest pool
-    ``max_n`` a widening may reach, ``fewest`` (keep the fewest coefficients within ``tol``), and the ``device``
-    the exact solver runs on (``None``: the CPU; else its torch backend there)."""
+    ``max_n`` a widening may reach, ``fewest`` (keep the fewest coefficients within ``tol``), the ``device``
+    the exact solver runs on (``None``: the CPU; else its torch backend there) and the ``method``
+    (``"subset_sum"`` or ``"malach"``: subsets of at most one element)."""
 
     tol: float
     policy: str = "widen"
     max_n: int = MAX_N
     fewest: bool = False
     device: Optional[torch.device] = None
+    method: str = "subset_sum"
 
     def __post_init__(self):
+        if self.method not in METHODS:
+            raise ValueError(f"construct: method must be one of {METHODS} or 'malach_neurons', got {self.method!r}")
         if self.policy not in POLICIES:
             raise ValueError(f"construct: policy must be 'widen', 'report' or 'raise', got {self.policy!r}")
         if not 0 < self.tol < 1:
@@ -48,8 +54,23 @@ class Tolerance:
     def can_grow(self, plan: LayerPlan, b: int, solution: FieldSolution) -> bool:
         """Field ``b`` owns a row over ``tol`` in a half whose pool can still grow."""
         over = solution.rows_over(self.tol)
+        if self.method == "malach":
+            return any(count and solution.pool_count[half] < self.max_n for half, count in over.items()) and \
+                plan.copies_of(b) < 2 * self.max_n
         return any(count and solution.pool_count[half] < self.max_n for half, count in over.items()) and \
             plan.copies_of(b) // 2 + 2 <= 2 * self.max_n
+
+    def growth(self, plan: LayerPlan, b: int) -> int:
+        """Hidden copies a widening adds to field ``b``: 4, or for Malach's method as many as it has (doubling,
+        up to ``2 max_n`` copies)."""
+        if self.method == "malach":
+            return max(min(plan.copies_of(b), 2 * self.max_n - plan.copies_of(b)), 2)
+        return WIDEN_COPIES
+
+    def bias_growth(self, pool: int) -> int:
+        """Entries a widening adds to a bias pool of ``pool``: 2, or ``pool`` (doubling, up to ``max_n``) for
+        Malach's method."""
+        return min(pool, self.max_n - pool) if self.method == "malach" else WIDEN_BIAS_POOL
 
 
 def _halves(layer) -> list:
@@ -62,18 +83,19 @@ def _solve_weights(layer, plan: LayerPlan, blocks: LayerBlocks, seed: int, toler
     alpha, halves = layer.alpha.double() / plan.gain, _halves(layer)
     solutions: Dict[int, FieldSolution] = {}
     lift, mix = blocks.tensors(plan.layout(blocks.n_fields))
-    for chunk in field_chunks(lift, mix, len(halves)):
+    for chunk in field_chunks(lift, mix, len(halves), tolerance.method):
         pending: List[int] = chunk
         previous = None
         while pending:
             targets = field_targets(pending, mix, blocks.mix_blocks, alpha)
             solutions.update(solve_fields(pending, lift, mix, targets, halves, seed, plan.path, tolerance.tol,
-                                          tolerance.fewest, seconds, previous, tolerance.device))
+                                          tolerance.fewest, seconds, previous, tolerance.device, tolerance.method))
             if tolerance.policy != "widen":
                 break
             pending = [b for b in pending if tolerance.can_grow(plan, b, solutions[b])]
+            for b in pending:
+                plan.widen([b], tolerance.growth(plan, b))
             if pending:
-                plan.widen(pending, WIDEN_COPIES)
                 lift, mix = blocks.tensors(plan.layout(blocks.n_fields))
                 previous = {b: solutions[b] for b in pending}
     return solutions
@@ -85,11 +107,12 @@ def _solve_bias(layer, plan: LayerPlan, seed: int, tolerance: Tolerance):
     beta = layer.beta.double() / plan.gain
     while True:
         mask, residual = solve_bias(beta, plan.bias_pool, seed, plan.path, tolerance.tol, tolerance.fewest,
-                                    tolerance.device)
+                                    tolerance.device, tolerance.method)
         over = bool((residual.abs() > tolerance.tol).any())
-        if tolerance.policy != "widen" or not over or plan.bias_pool + WIDEN_BIAS_POOL > tolerance.max_n:
+        growth = tolerance.bias_growth(plan.bias_pool)
+        if tolerance.policy != "widen" or not over or growth <= 0 or plan.bias_pool + growth > tolerance.max_n:
             return mask, residual
-        plan.bias_pool += WIDEN_BIAS_POOL
+        plan.bias_pool += growth
 
 
 def solve_within_tolerance(layer, plan: LayerPlan, seed: int, tolerance: Tolerance, seconds: Dict[str, float],

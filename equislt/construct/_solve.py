@@ -11,6 +11,10 @@ so for every target coefficient ``(a, b, k)`` one problem over the positive pool
 (``σ(−x) = 0``), the negative pool is pruned entirely and only the positive problems are solved. Bias
 coefficients are subset sums of their own pool of ``U[-1, 1]`` values.
 
+``method="malach"`` (Malach et al. 2020) solves the same problems with subsets of at most one element
+(:func:`~equislt.subsetsum.closest_single`): every target coefficient is one product ``|u_j| v_{ajk}``, the pool
+is every copy of the sign (no exact-solver limit) and only the copies some coefficient uses are kept.
+
 The problems of input field ``b`` only involve its own copies, so the layer is solved **one chunk of input
 fields at a time** (fields of one type, as many as fit in ``CHUNK_BYTES``): draw the lift's identity
 coefficients and the mix's coefficients of the chunk's copies (:mod:`._draw`), form the **pools** (at most
@@ -27,16 +31,22 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 from torch.nn import functional as F
 
-from ..subsetsum import solve
+from ..subsetsum import closest_single, solve
 from ._certificate import timed
 from ._draw import bias_draw, field_draw
 from ._layout import HiddenLayout, WideTensor
 
-__all__ = ["CHUNK_BYTES", "FieldSolution", "LayerSolution", "field_chunks", "field_targets", "layer_solution",
+__all__ = ["CHUNK_BYTES", "METHODS", "FieldSolution", "LayerSolution", "field_chunks", "field_targets", "layer_solution",
            "put_field_values", "same_type_groups", "solve_bias", "solve_fields"]
 
 CHUNK_BYTES = 2**28  # working memory of one chunk of input fields (draws and problems)
-_ROW_BYTES = 9 * 18  # one candidate of one problem: a float64 value and a valid flag, about N + 4 per row
+_CANDIDATE_BYTES = 9  # one candidate of one problem: a float64 value and a valid flag
+METHODS = ("subset_sum", "malach")  # subsets of any size (Pensia et al.), of at most one element (Malach et al.)
+
+
+def pool_cap(layout: HiddenLayout, b: int, method: str) -> int:
+    """The largest pool of field ``b``: the exact solver's limit for Subset-Sum, every copy for Malach's."""
+    return layout.pool_cap(b) if method == "subset_sum" else int(layout.widths[b])
 
 
 @dataclass
@@ -63,7 +73,8 @@ class FieldSolution:
 class LayerSolution:
     """Residuals (``chosen sum − target``, normalised units) of one layer's problems in the layout of the target's
     weight coefficients (``weight_residual_neg`` all zeros when the input is non-negative) and of its bias, the
-    masks of the block's coefficient tensors (``{"lift": {name: mask}, "mix": ..., "bias": ...}``) and counts."""
+    masks of the block's coefficient tensors (``{"lift": {name: mask}, "mix": ..., "bias": ...}``) and counts.
+    A neuron subnetwork (:mod:`._neurons`) has no weight residuals (empty) and its ``fit_relative_error``."""
 
     weight_residual_pos: torch.Tensor
     weight_residual_neg: torch.Tensor
@@ -71,6 +82,7 @@ class LayerSolution:
     n_problems: int
     masks: Dict[str, Dict[str, torch.Tensor]] = field(default_factory=dict, repr=False)
     pool_sizes: Dict[str, float] = field(default_factory=dict)
+    fit_relative_error: Optional[float] = None  # neuron subnetworks: the layer's relative fit error (no residuals)
 
     def weight_rows_over(self, tol: float) -> int:
         return int((self.weight_residual_pos.abs() > tol).sum() + (self.weight_residual_neg.abs() > tol).sum())
@@ -90,14 +102,15 @@ class LayerSolution:
         return torch.cat(parts)
 
 
-def field_chunks(lift: WideTensor, mix: WideTensor, n_halves: int) -> List[List[int]]:
+def field_chunks(lift: WideTensor, mix: WideTensor, n_halves: int, method: str = "subset_sum") -> List[List[int]]:
     """Input fields grouped by type (their problems have one shape), in chunks of about ``CHUNK_BYTES``."""
     chunks = []
     for fields in same_type_groups(range(mix.layout.n_fields), mix):
         chunk, size = [], 0
         for b in fields:
             w = int(mix.layout.widths[b])
-            need = w * (4 * mix.columns[b] + 8 * lift.columns[b]) + n_halves * mix.columns[b] * _ROW_BYTES
+            rows = n_halves * mix.columns[b] * _CANDIDATE_BYTES * pool_cap(mix.layout, b, method)
+            need = w * (4 * mix.columns[b] + 8 * lift.columns[b]) + rows
             if chunk and size + need > CHUNK_BYTES:
                 chunks.append(chunk)
                 chunk, size = [], 0
@@ -167,36 +180,42 @@ def same_type_groups(fields: Sequence[int], mix: WideTensor) -> List[List[int]]:
 
 def solve_fields(fields: Sequence[int], lift: WideTensor, mix: WideTensor, targets: torch.Tensor, halves,
                  seed: int, path: str, tol, fewest: bool, seconds: Optional[Dict[str, float]] = None,
-                 previous: Optional[Dict[int, FieldSolution]] = None, device=None) -> Dict[int, FieldSolution]:
+                 previous: Optional[Dict[int, FieldSolution]] = None, device=None,
+                 method: str = "subset_sum") -> Dict[int, FieldSolution]:
     """Solve the problems of ``fields`` (one type; ``targets [len(fields), C]`` normalised) in one batched call.
 
     With ``previous`` (the fields' solutions before they were widened) only the rows over ``tol`` are solved
     again, over the widened pools; the other rows keep their subsets, which the widened pools still contain (a
     pool is the first copies of its sign, and widening appends copies). Times go to ``seconds`` (``draw``: the
-    draws and the problems, ``solve``: the exact solver, on ``device``: default the CPU)."""
+    draws and the problems, ``solve``: the exact solver, on ``device``: default the CPU). With ``fewest`` or
+    ``method="malach"`` the lift keeps only the copies some mix coefficient uses."""
     seconds = {} if seconds is None else seconds
     redo = None
     if previous is not None:
         redo = {half: torch.stack([previous[b].residual[half].abs() > tol for b in fields]) for half, _ in halves}
     with timed(seconds, "draw"):
-        pools, problems = _problems(fields, lift, mix, targets, halves, seed, path, redo)
+        pools, problems = _problems(fields, lift, mix, targets, halves, seed, path, redo, method)
     with timed(seconds, "solve"):
         values, valid, goals, packing = problems
         width = max(v.shape[1] for v in values)
-        result = solve(torch.cat([F.pad(v, (0, width - v.shape[1])) for v in values]), torch.cat(goals),
-                       torch.cat([F.pad(v, (0, width - v.shape[1])) for v in valid]), tol=tol,
-                       fewest=fewest and tol is not None, device=device)
+        values = torch.cat([F.pad(v, (0, width - v.shape[1])) for v in values])
+        valid = torch.cat([F.pad(v, (0, width - v.shape[1])) for v in valid])
+        if method == "malach":
+            result = closest_single(values, torch.cat(goals), valid, tol=tol, device=device)
+        else:
+            result = solve(values, torch.cat(goals), valid, tol=tol, fewest=fewest and tol is not None, device=device)
     return _field_solutions(fields, result, packing, pools, [int(mix.layout.widths[b]) for b in fields], halves,
-                            previous)
+                            previous, used_only=fewest or method == "malach")
 
 
-def _problems(fields, lift: WideTensor, mix: WideTensor, targets, halves, seed: int, path: str, redo=None):
+def _problems(fields, lift: WideTensor, mix: WideTensor, targets, halves, seed: int, path: str, redo=None,
+              method: str = "subset_sum"):
     """The draws of ``fields`` and their problems: one row per (field, column, half) over the half's pool (only
     the rows ``redo[half] [B, C]`` when given)."""
     layout: HiddenLayout = mix.layout
     widths = torch.tensor([int(layout.widths[b]) for b in fields])
     u = _identity_coefficients(fields, lift, seed, path)  # [B, W]
-    caps = torch.tensor([layout.pool_cap(b) for b in fields])
+    caps = torch.tensor([pool_cap(layout, b, method) for b in fields])
     pools = {"pos": _cap(u > 0, caps), "neg": _cap(u < 0, caps)}
     n_fields, longest = u.shape
     draws = torch.zeros(n_fields, longest, targets.shape[1], dtype=torch.float32)
@@ -215,9 +234,11 @@ def _problems(fields, lift: WideTensor, mix: WideTensor, targets, halves, seed: 
     return pools, (values, valid, goals, packing)
 
 
-def _field_solutions(fields, result, packing, pools, widths, halves, previous=None) -> Dict[int, FieldSolution]:
+def _field_solutions(fields, result, packing, pools, widths, halves, previous=None,
+                     used_only: bool = False) -> Dict[int, FieldSolution]:
     """Each field's chosen copies (in its draw coordinates), residuals and pool sizes from the batched result
-    (rows not solved again keep ``previous``'s)."""
+    (rows not solved again keep ``previous``'s); the lift keeps every pooled copy, or with ``used_only`` the
+    copies some row chose."""
     n_fields, longest = pools["pos"].shape
     chosen, residual, start = {}, {}, 0
     for half, order, rows in packing:
@@ -236,16 +257,23 @@ def _field_solutions(fields, result, packing, pools, widths, halves, previous=No
         residual[half][rows] = result.residual[start:start + count].double().cpu()
         start += count
     kept = pools["pos"] | (pools["neg"] if len(halves) > 1 else torch.zeros_like(pools["neg"]))
+    if used_only:
+        kept = torch.stack([chosen[half].any(dim=2) for half, _ in halves]).any(dim=0)
     return {b: FieldSolution(kept[j, :widths[j]].clone(), {h: chosen[h][j, :widths[j]].clone() for h, _ in halves},
                              {half: residual[half][j].clone() for half, _ in halves},
                              {half: int(pools[half][j].sum()) for half, _ in halves})
             for j, b in enumerate(fields)}
 
 
-def solve_bias(targets: torch.Tensor, pool: int, seed: int, path: str, tol, fewest: bool, device=None):
-    """``(mask [n_bias, pool], residual [n_bias])``: every bias coefficient a subset sum of its own pool."""
+def solve_bias(targets: torch.Tensor, pool: int, seed: int, path: str, tol, fewest: bool, device=None,
+               method: str = "subset_sum"):
+    """``(mask [n_bias, pool], residual [n_bias])``: every bias coefficient a subset sum of its own pool (of at
+    most one element of it for ``method="malach"``)."""
     values = bias_draw((targets.numel(), pool), seed, path).double()
-    result = solve(values, targets.double(), tol=tol, fewest=fewest and tol is not None, device=device)
+    if method == "malach":
+        result = closest_single(values, targets.double(), tol=tol, device=device)
+    else:
+        result = solve(values, targets.double(), tol=tol, fewest=fewest and tol is not None, device=device)
     return result.chosen.cpu().view(values.shape), result.residual.cpu()
 
 
@@ -272,5 +300,4 @@ def layer_solution(solutions: Dict[int, FieldSolution], lift: WideTensor, mix: W
         weight_residual_pos=residuals["pos"], weight_residual_neg=residuals["neg"], bias_residual=bias_residual,
         n_problems=int(reference.numel() * len(halves) + bias_residual.numel()), masks=masks,
         pool_sizes={"positive_mean": float(counts["pos"].mean()) if counts["pos"].numel() else 0.0,
-                    "negative_mean": float(counts["neg"].mean()) if "neg" in counts and counts["neg"].numel() else 0.0,
-                    "columns": max((mix.layout.pool_cap(b) for b in range(mix.layout.n_fields)), default=0)})
+                    "negative_mean": float(counts["neg"].mean()) if "neg" in counts and counts["neg"].numel() else 0.0})
