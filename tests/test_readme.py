@@ -88,3 +88,27 @@ def test_paper_reproduction_meets_the_acceptance_bar():
               + [r["permutation_error"]["ticket"] for r in mpnn["tickets"]]
               + [r["permutation_error"] for r in mpnn["search"]])
     assert errors and max(errors) <= 1e-4
+
+
+def test_the_laws_in_the_readme_are_those_of_the_committed_json():
+    """The reading of laws.py's results in the README: Malach's exponent 1 on every family, Subset-Sum within
+    3-9x of the lower bound at the smallest epsilon and ~2,000x smaller than Malach's, Malach's tickets sparse,
+    neuron subnetworks far worse than weight subnetworks of a smaller random network."""
+    import json
+
+    data = json.loads((README.parent / "benchmarks" / "paper" / "results" / "laws.json").read_text())
+    assert min(data["settings"]["eps"]) <= 1e-4 and max(data["settings"]["eps"]) >= 1e-1
+    for law in data["laws"]:
+        fits = law["fits"]
+        assert 0.9 <= fits["malach_exponent"] <= 1.1
+        closest = law["runs"]["subset_sum_closest"]
+        assert 3 <= closest[-1]["random"] / law["lower_bound"][-1] <= 9
+        assert fits["malach_over_subset_sum_at_smallest_eps"] >= 1000
+        assert fits["kept_over_target"]["malach"][-1] <= 3.5 and fits["kept_over_target"]["subset_sum_closest"][-1] >= 7
+        assert all(r["rows_over_tol"] == 0 for rows in law["runs"].values() for r in rows)
+    for run in data["neurons"]:
+        widest = run["neuron_subnetworks"][-1]
+        weights = run["weight_subnetworks"]["subset_sum_closest"][-1]
+        assert widest["random"] >= 10_000 and widest["relative_error"] >= 0.05
+        assert weights["random"] <= 500 and weights["relative_error"] <= 0.005
+        assert run["error_exponent_in_width"] < 0

@@ -20,12 +20,13 @@ from ._policy import Tolerance, solve_within_tolerance
 from ._neurons import solve_neurons
 from ._solve import METHODS
 from ._recipe import ConstructRecipe
-from ._trace import check_inputs, slice_inputs, trace_target
+from ._trace import TRACE_SAMPLES, check_inputs, slice_inputs, trace_target
 
 __all__ = ["CONSTRUCT_METHODS", "MALACH_MAX_N", "VERIFY", "construct", "default_n"]
 
 VERIFY = ("compact", "literal")
 CONSTRUCT_METHODS = METHODS + ("malach_neurons",)
+NEURON_FIT_SAMPLES = 2048  # inputs a neuron subnetwork is fitted on (the other methods trace 128)
 MALACH_MAX_N = 2**18  # the largest pool a widening gives Malach's method by default
 
 
@@ -105,8 +106,8 @@ def construct(target: nn.Module, inputs, *, tol: float = 1e-3, n: Optional[int] 
         ``N ∝ 1/tol``, the ticket keeps about one random coefficient per target coefficient and sign). Both
         prune the same random network (equivariant for the same reason), with the same certificate and Ticket.
         ``"malach_neurons"``: keep or drop whole hidden fields of the dense random block (Malach et al.'s neuron
-        subnetworks, a structured mask; :mod:`equislt.construct._neurons`), fitted on the traced inputs; ``2N``
-        hidden fields per input field; no certified bound.
+        subnetworks, a structured mask; :mod:`equislt.construct._neurons`), fitted on the first
+        ``NEURON_FIT_SAMPLES`` inputs; ``2N`` hidden fields per input field; no certified bound.
 
     The random network is never built as modules: each layer's random coefficients are drawn from the seed one
     chunk of input fields at a time, solved, and dropped; the ticket keeps the masks and runs in its compact form.
@@ -131,7 +132,7 @@ def construct(target: nn.Module, inputs, *, tol: float = 1e-3, n: Optional[int] 
     check_inputs(target, inputs, input_nonnegative)
     seconds = {"trace": 0.0, "draw": 0.0, "solve": 0.0}
     with timed(seconds, "trace"):
-        trace = trace_target(target, inputs, input_nonnegative)
+        trace = trace_target(target, inputs, input_nonnegative, NEURON_FIT_SAMPLES if neurons else TRACE_SAMPLES)
         plans = [_plan(layer, n, default_n(tol) if neurons else n) for layer in trace.layers]
         units = {unit.path: unit for unit in trace.units if unit.kind == "linear"}
     certificate, masks, terms = Certificate(eps=eps, tol=tol, input_radius=0.0, method=method), {}, {}

@@ -171,10 +171,10 @@ def _fold(layer: TargetLayer, norm: nn.Module, path: str, example: torch.Tensor)
 TRACE_SAMPLES = 128
 
 
-def trace_target(target: nn.Module, inputs, input_nonnegative: bool = False) -> Trace:
-    """Trace ``target`` (in eval mode) on the first ``TRACE_SAMPLES`` of ``inputs`` and collect its layers with
+def trace_target(target: nn.Module, inputs, input_nonnegative: bool = False, samples: int = TRACE_SAMPLES) -> Trace:
+    """Trace ``target`` (in eval mode) on the first ``samples`` of ``inputs`` and collect its layers with
     folded batch norms."""
-    trace = Trace(units=_record_units(target, inputs))
+    trace = Trace(units=_record_units(target, inputs, samples))
     previous: Optional[Unit] = None
     for i, unit in enumerate(trace.units):
         if unit.kind == "linear":
@@ -194,7 +194,7 @@ def trace_target(target: nn.Module, inputs, input_nonnegative: bool = False) -> 
     return trace
 
 
-def _record_units(target: nn.Module, inputs) -> List[Unit]:
+def _record_units(target: nn.Module, inputs, samples: int = TRACE_SAMPLES) -> List[Unit]:
     """Run ``target`` once (eval mode, no grad) with hooks on its units; the units in call order with their
     inputs, extra arguments and outputs."""
     units: List[Unit] = []
@@ -230,7 +230,7 @@ def _record_units(target: nn.Module, inputs) -> List[Unit]:
     target.eval()
     try:
         with torch.no_grad():
-            target(*slice_inputs(inputs, TRACE_SAMPLES))
+            target(*slice_inputs(inputs, samples))
     finally:
         for h in handles:
             h.remove()
