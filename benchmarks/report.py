@@ -302,13 +302,29 @@ def paper_laws_table() -> str:
             + "\n".join(rows))
 
 
+def paper_sparse_table() -> str:
+    data = _load("sparse.json", PAPER)
+    rows = ["| target (coefficients) | closest subsets, tol 1e-5: kept / target | held-out agreement | "
+            "`construct_sparse`: kept / target | selection agreement | held-out agreement |",
+            "|---|---|---|---|---|---|"]
+    for name, s in data["summary"].items():
+        rows.append(f"| {name} ({s['target_coefficients']:,}) | {_pm(s['closest.kept_over_target'], '.2f')} | "
+                    f"{_pm(s['closest.held_out_agreement'], '.4f')} | {_pm(s['sparse.kept_over_target'], '.2f')} | "
+                    f"{_pm(s['sparse.selection_agreement'], '.4f')} | {_pm(s['sparse.held_out_agreement'], '.4f')} |")
+    return (f"Sparse tickets (`{data['command']}`, {len(data['settings']['seeds'])} seeds; pools of "
+            f"N = {data['settings']['n']}, fewest elements, a tolerance per layer lowered until the agreement on the "
+            f"selection inputs reaches {data['settings']['agreement']}; selection: the training inputs; held out: "
+            "4 fresh continuous rotations of every test digit, or the test graphs; Pensia et al. kept 9.39×; "
+            "figure `benchmarks/paper/results/sparse.png`):\n\n" + "\n".join(rows))
+
+
 def report() -> str:
     return "\n\n".join([subset_sum_table(), construct_table(), search_table(), ign_table()])
 
 
 def paper_runs_table() -> str:
     rows = ["| script | command | seeds | wall time (s) | load at the end | figure |", "|---|---|---|---|---|---|"]
-    for name in ("steerable", "ign", "mpnn", "scaling", "pensia", "laws"):
+    for name in ("steerable", "ign", "mpnn", "scaling", "pensia", "laws", "sparse"):
         data = _load(f"{name}.json", PAPER)
         rows.append(f"| `{name}.py` | `{data['command']}` | {len(data['settings']['seeds'])} | "
                     f"{data['wall_seconds']:.0f} | {data['machine']['loadavg_at_end'][0]:.1f} | "
@@ -319,7 +335,7 @@ def paper_runs_table() -> str:
 def report_paper() -> str:
     return "\n\n".join([paper_runs_table(), paper_construction_table(), paper_agreement_sweep_table(),
                          paper_steerable_sweep_table(), paper_search_table(),
-                         paper_scaling_table(), paper_laws_table(), paper_pensia_table()])
+                         paper_scaling_table(), paper_laws_table(), paper_pensia_table(), paper_sparse_table()])
 
 
 BLOCKS = {"results": report, "paper": report_paper}

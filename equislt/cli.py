@@ -86,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     con.add_argument("--seed", type=int, default=0)
     con.add_argument("--policy", choices=("widen", "report", "raise"), default="widen")
     con.add_argument("--fewest", action="store_true", help="keep the fewest coefficients within tol")
+    con.add_argument("--sparse", type=float, default=None, metavar="AGREEMENT",
+                     help="construct_sparse: the fewest kept coefficients whose predictions agree with the target's "
+                          "on at least this fraction of --inputs (a tolerance per layer; --tol and --fewest unused)")
     con.add_argument("--method", choices=("subset_sum", "malach", "malach_neurons"), default="subset_sum",
                      help="subset_sum (Pensia/Ferbach, default), malach (one random product per coefficient) or "
                           "malach_neurons (whole hidden fields kept or dropped; no certified bound)")
@@ -224,13 +227,23 @@ def _target(args):
 
 
 def _construct(args) -> None:
-    from .construct import construct
+    from .construct import construct, construct_sparse
 
     try:
         target = _target(args)
-        ticket = construct(target, _inputs(args.inputs, target), tol=args.tol, device=args.device, eps=args.eps,
-                           n=args.n, seed=args.seed, policy=args.policy, fewest=args.fewest, method=args.method,
-                           input_nonnegative=args.input_nonnegative, progress=not args.no_progress, log=print)
+        inputs = _inputs(args.inputs, target)
+        if args.sparse is not None:
+            if args.method != "subset_sum":
+                raise ValueError(f"--sparse uses Subset-Sum with the fewest elements, not --method {args.method}")
+            options = {} if args.n is None else {"n": args.n}
+            ticket = construct_sparse(target, inputs, agreement=args.sparse, device=args.device, seed=args.seed,
+                                      policy=args.policy, input_nonnegative=args.input_nonnegative,
+                                      progress=not args.no_progress, log=print, **options)
+            print(ticket.certificate.summary())
+        else:
+            ticket = construct(target, inputs, tol=args.tol, device=args.device, eps=args.eps, n=args.n,
+                               seed=args.seed, policy=args.policy, fewest=args.fewest, method=args.method,
+                               input_nonnegative=args.input_nonnegative, progress=not args.no_progress, log=print)
         ticket.save(args.out)
     except (OSError, ValueError) as err:
         raise SystemExit(f"equislt construct: {err}")

@@ -36,6 +36,12 @@ def test_demo_construct_fast_path(tmp_path, capsys):
                  "--input-nonnegative", "--no-progress", "--out", str(tmp_path / "malach.pt")]) == 0
     malach = Ticket.load(tmp_path / "malach.pt").certificate
     assert malach.method == "malach" and malach.rows_over_tol == 0 and malach.prediction_agreement >= 0.9
+    # a sparse ticket at an agreement goal
+    assert main(["construct", "--target", str(out / "target.pt"), "--sparse", "0.99", "--n", "16",
+                 "--input-nonnegative", "--no-progress", "--out", str(tmp_path / "sparse.pt")]) == 0
+    sparse = Ticket.load(tmp_path / "sparse.pt").certificate
+    assert sparse.prediction_agreement >= 0.99 and sparse.tol is None and all(layer.tol for layer in sparse.layers)
+    assert sparse.kept_coefficients < Ticket.load(tmp_path / "again.pt").certificate.kept_coefficients
 
 
 def test_demo_search_fast_path(tmp_path, capsys):

@@ -112,3 +112,20 @@ def test_the_laws_in_the_readme_are_those_of_the_committed_json():
         assert widest["random"] >= 10_000 and widest["relative_error"] >= 0.05
         assert weights["random"] <= 500 and weights["relative_error"] <= 0.005
         assert run["error_exponent_in_width"] < 0
+
+
+def test_the_sparse_tickets_in_the_readme_are_those_of_the_committed_json():
+    """sparse.py: construct_sparse keeps about half or fewer of closest subsets' coefficients on every family, reaches the
+    agreement goal on its selection inputs, keeps >= 0.99 held out; the MLP meets the 3x goal."""
+    import json
+
+    data = json.loads((README.parent / "benchmarks" / "paper" / "results" / "sparse.json").read_text())
+    assert len(data["summary"]) == 6
+    for run in data["runs"]:
+        assert run["sparse"]["selection_agreement"] >= data["settings"]["agreement"]
+        assert run["sparse"]["held_out_agreement"] >= 0.99
+        assert run["sparse"]["kept_over_target"] < 0.55 * run["closest"]["kept_over_target"]
+        assert 9 <= run["closest"]["kept_over_target"] <= 16
+    means = {name: s["sparse.kept_over_target"]["mean"] for name, s in data["summary"].items()}
+    assert 2.85 <= min(means.values()) and max(means.values()) <= 7.55
+    assert means["MLP 289-128-10"] <= 3 and all(m > 3 for name, m in means.items() if not name.startswith("MLP"))

@@ -16,8 +16,9 @@ from ._construct import CONSTRUCT_METHODS, MALACH_MAX_N, VERIFY, construct, defa
 from ._layout import BlockSpec, HiddenLayout, LayerPlan, WideTensor
 from ._policy import POLICIES
 from ._recipe import ConstructRecipe
+from ._sparse import construct_sparse, margin_agreement, sparse_tolerances
 from .families import Family, family_of
 
 __all__ = ["CONSTRUCT_METHODS", "MALACH_MAX_N", "BlockSpec", "Certificate", "CompiledBlock", "ConstructRecipe", "Family", "HiddenLayout",
-           "LayerCertificate", "LayerPlan", "LiftMix", "POLICIES", "PooledBias", "VERIFY", "WideTensor", "construct",
-           "default_n", "family_of"]
+           "LayerCertificate", "LayerPlan", "LiftMix", "POLICIES", "PooledBias", "VERIFY", "WideTensor", "construct", "construct_sparse",
+           "default_n", "family_of", "margin_agreement", "sparse_tolerances"]

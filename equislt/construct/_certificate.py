@@ -98,6 +98,7 @@ class LayerCertificate:
     lower_bound: float  # n_coefficients · log2(1/(2ε)), ε = max coefficient residual
     widened_fields: int = 0  # input fields that got extra copies (policy "widen")
     fit_relative_error: Optional[float] = None  # neuron subnetworks: relative error of the layer's fit (traced)
+    tol: Optional[float] = None  # the layer's per-coefficient tolerance (None in files of earlier releases)
 
     @property
     def n(self) -> int:
@@ -120,7 +121,7 @@ class LayerCertificate:
             input_nonnegative=layer.input_nonnegative, folded_norm=layer.folded_norm,
             n_problems=solution.n_problems, rows_over_tol=solution.rows_over(tol),
             coefficient_residual={} if neurons else quantiles(residuals),
-            bias_residual=quantiles(solution.bias_residual), fit_relative_error=solution.fit_relative_error,
+            bias_residual=quantiles(solution.bias_residual), fit_relative_error=solution.fit_relative_error, tol=tol,
             error_slope=slope, error_offset=offset, lipschitz=lipschitz if slope is not None else None,
             target_coefficients=n_target, random_coefficients=counts.total, kept_coefficients=counts.kept,
             lower_bound=lower_bound(n_target, max_residual) if plan.gain and not neurons else 0.0)

@@ -1,8 +1,9 @@
 """``construct``: target → random overparametrised network → batched Subset-Sum → Ticket + certificate."""
 from __future__ import annotations
 
+import dataclasses
 import math
-from typing import Optional
+from typing import Dict, Mapping, Optional, Union
 
 from torch import nn
 from tqdm import tqdm
@@ -54,6 +55,28 @@ def _plan(layer, n: int, bias_pool: int) -> LayerPlan:
                      folded_norm=layer.folded_norm)
 
 
+def _check_tol(tol) -> None:
+    values = list(tol.values()) if isinstance(tol, Mapping) else [tol]
+    if not values:
+        values = [None]
+    for value in values:
+        if not (isinstance(value, (int, float)) and 0 < float(value) < 1):
+            raise ValueError(f"construct: tol must be in (0, 1) (or a non-empty mapping of layer paths to such), "
+                             f"got {tol!r}")
+
+
+def _layer_tolerances(tol, layers) -> Dict[str, float]:
+    """Each replaced layer's tolerance: ``tol`` for all, or ``tol[path]`` from a mapping naming every layer."""
+    if not isinstance(tol, Mapping):
+        return {layer.path: float(tol) for layer in layers}
+    paths = [layer.path for layer in layers]
+    missing, unknown = [p for p in paths if p not in tol], sorted(set(tol) - set(paths))
+    if missing or unknown:
+        raise ValueError(f"construct: a tol mapping must name every replaced layer exactly: missing {missing}, "
+                         f"not replaced layers {unknown} (the layers: {paths})")
+    return {path: float(tol[path]) for path in paths}
+
+
 def _radius(inputs, input_radius: Optional[float]) -> float:
     """The largest ``‖x‖₂`` among the inputs (of ``x`` itself for ``(x, node_mask, ...)``), unless given."""
     if input_radius is not None:
@@ -62,7 +85,7 @@ def _radius(inputs, input_radius: Optional[float]) -> float:
     return float(flat.reshape(flat.shape[0], -1).norm(dim=1).max())
 
 
-def construct(target: nn.Module, inputs, *, tol: float = 1e-3, n: Optional[int] = None,
+def construct(target: nn.Module, inputs, *, tol: Union[float, Mapping[str, float]] = 1e-3, n: Optional[int] = None,
               eps: Optional[float] = None, seed: int = 0, policy: str = "widen", max_n: Optional[int] = None,
               fewest: bool = False, input_nonnegative: bool = False, input_radius: Optional[float] = None,
               verify: str = "compact", device="cpu", method: str = "subset_sum", progress: bool = True,
@@ -85,8 +108,10 @@ def construct(target: nn.Module, inputs, *, tol: float = 1e-3, n: Optional[int] 
         are traced), ``(x, edge_index)`` for a PyG model (traced whole).
     tol : per-coefficient residual tolerance, relative: every layer is scaled so that its largest coefficient
         is ``1/2`` (ReLU is positively homogeneous), so ``tol`` means the same for weights of any magnitude.
+        A mapping ``{layer path: tol}`` naming every replaced layer sets one per layer (e.g. from
+        :func:`equislt.construct.sparse_tolerances`).
     n : ``N``, summands per pool (each input field gets ``2N`` hidden copies, about ``N`` of each sign);
-        default :func:`default_n` of ``tol`` and ``method``.
+        default :func:`default_n` of each layer's ``tol`` and ``method``.
     eps : optional end-to-end target: if the certified bound exceeds it, a ValueError reports both.
     policy : rows over ``tol``: ``"widen"`` (more copies of the fields that own them, up to ``max_n`` summands:
         by default the exact solver's limit, ``equislt.subsetsum.MAX_N``, or ``MALACH_MAX_N`` for Malach's
@@ -113,52 +138,46 @@ def construct(target: nn.Module, inputs, *, tol: float = 1e-3, n: Optional[int] 
     chunk of input fields at a time, solved, and dropped; the ticket keeps the masks and runs in its compact form.
     """
     where = resolve_device(device, "construct: device")
-    if method not in CONSTRUCT_METHODS:
-        raise ValueError(f"construct: method must be one of {CONSTRUCT_METHODS}, got {method!r}")
-    if max_n is None:
-        max_n = MAX_N if method == "subset_sum" else MALACH_MAX_N
-    if method == "subset_sum" and max_n > MAX_N:
-        raise ValueError(f"construct: max_n={max_n} exceeds the exact Subset-Sum solver's limit {MAX_N}")
-    neurons = method == "malach_neurons"
-    tolerance = Tolerance(tol, policy, int(max_n), fewest, None if where.type == "cpu" else where,
-                          "subset_sum" if neurons else method)
-    n = default_n(tol, tolerance.method) if n is None else int(n)
-    if not 2 <= n <= max_n:
-        raise ValueError(f"construct: n must be in [2, max_n={max_n}], got {n}")
+    tolerance = _tolerance(tol, policy, max_n, fewest, where, method)
+    if n is not None and not 2 <= int(n) <= tolerance.max_n:
+        raise ValueError(f"construct: n must be in [2, max_n={tolerance.max_n}], got {n}")
     if verify not in VERIFY:
         raise ValueError(f"construct: verify must be one of {VERIFY}, got {verify!r}")
     if input_radius is not None and not (math.isfinite(float(input_radius)) and float(input_radius) >= 0):
         raise ValueError(f"construct: input_radius must be finite and >= 0, got {input_radius}")
     check_inputs(target, inputs, input_nonnegative)
+    neurons = method == "malach_neurons"
     seconds = {"trace": 0.0, "draw": 0.0, "solve": 0.0}
     with timed(seconds, "trace"):
         trace = trace_target(target, inputs, input_nonnegative, NEURON_FIT_SAMPLES if neurons else TRACE_SAMPLES)
-        plans = [_plan(layer, n, default_n(tol) if neurons else n) for layer in trace.layers]
+        tols = _layer_tolerances(tol, trace.layers)
+        plans = [_plan(layer, _layer_n(n, tols[layer.path], tolerance.method),
+                       default_n(tols[layer.path]) if neurons else _layer_n(n, tols[layer.path], tolerance.method))
+                 for layer in trace.layers]
         units = {unit.path: unit for unit in trace.units if unit.kind == "linear"}
-    certificate, masks, terms = Certificate(eps=eps, tol=tol, input_radius=0.0, method=method), {}, {}
+    certificate = Certificate(eps=eps, tol=None if isinstance(tol, Mapping) else float(tol), input_radius=0.0,
+                              method=method)
+    masks, terms = {}, {}
     for layer, plan in tqdm(list(zip(trace.layers, plans)), desc="construct", disable=not progress, leave=False):
+        layer_tolerance = dataclasses.replace(tolerance, tol=tols[layer.path])
         if neurons:
             with timed(seconds, "solve"):
-                solution = solve_neurons(layer, units[layer.path], plan, seed, tol, fewest)
+                solution = solve_neurons(layer, units[layer.path], plan, seed, layer_tolerance.tol, fewest)
         else:
-            solution = solve_within_tolerance(layer, plan, seed, tolerance, seconds,
+            solution = solve_within_tolerance(layer, plan, seed, layer_tolerance, seconds,
                                               LayerBlocks.of(layer.module, layer.family))
         block_masks = {f"{plan.path}.{part}": named for part, named in solution.masks.items()}
         masks.update(block_masks)
         terms[layer.path] = layer_error_terms(layer, solution, plan.gain)
         certificate.layers.append(LayerCertificate.of(layer, plan, solution, count_masks(block_masks),
-                                                      terms[layer.path], tol))
+                                                      terms[layer.path], layer_tolerance.tol))
     ticket = Ticket(seed, ConstructRecipe(plans), masks, architecture=Architecture.of(target),
                     certificate=certificate, target=target, probe=slice_inputs(inputs, 2))
     with timed(seconds, "compile"):
         ticket.compiled
     with timed(seconds, "evaluate"):
-        certificate.input_radius = _radius(inputs, input_radius)
-        certificate.bound, certificate.bound_note = network_bound(trace, terms, certificate.input_radius)
-        certificate.assumptions = [f"the input of {layer.path} is torch.relu of the previous layer's output "
-                                   "(recognised on the traced samples, not from the code)"
-                                   for layer in trace.layers if layer.relu_inferred]
-        certificate.measure(target, ticket.network if verify == "literal" else ticket.compiled, inputs)
+        _evaluate(certificate, trace, terms, target, ticket.network if verify == "literal" else ticket.compiled,
+                  inputs, input_radius)
         certificate.measured_on = verify
     certificate.seconds = seconds
     if eps is not None and (certificate.bound is None or certificate.bound > eps):
@@ -167,3 +186,30 @@ def construct(target: nn.Module, inputs, *, tol: float = 1e-3, n: Optional[int] 
     if log is not None:
         log(certificate.summary())
     return ticket
+
+
+def _tolerance(tol, policy: str, max_n: Optional[int], fewest: bool, where, method: str) -> Tolerance:
+    """The validated options every layer shares (each layer's own ``tol`` replaces the one here)."""
+    if method not in CONSTRUCT_METHODS:
+        raise ValueError(f"construct: method must be one of {CONSTRUCT_METHODS}, got {method!r}")
+    if max_n is None:
+        max_n = MAX_N if method == "subset_sum" else MALACH_MAX_N
+    if method == "subset_sum" and max_n > MAX_N:
+        raise ValueError(f"construct: max_n={max_n} exceeds the exact Subset-Sum solver's limit {MAX_N}")
+    _check_tol(tol)
+    return Tolerance(min(tol.values()) if isinstance(tol, Mapping) else tol, policy, int(max_n), fewest,
+                     None if where.type == "cpu" else where, "malach" if method == "malach" else "subset_sum")
+
+
+def _layer_n(n: Optional[int], tol: float, method: str) -> int:
+    return int(n) if n is not None else default_n(tol, method)
+
+
+def _evaluate(certificate: Certificate, trace, terms, target, network, inputs, input_radius) -> None:
+    """The certified bound and the measured error of ``network`` against ``target`` on ``inputs``."""
+    certificate.input_radius = _radius(inputs, input_radius)
+    certificate.bound, certificate.bound_note = network_bound(trace, terms, certificate.input_radius)
+    certificate.assumptions = [f"the input of {layer.path} is torch.relu of the previous layer's output "
+                               "(recognised on the traced samples, not from the code)"
+                               for layer in trace.layers if layer.relu_inferred]
+    certificate.measure(target, network, inputs)

@@ -25,9 +25,9 @@ from ._build import LayerBlocks, random_block
 from ._layout import LayerPlan
 from ._solve import LayerSolution, solve_bias
 
-__all__ = ["FIELDS_PER_PASS", "select_fields", "solve_neurons"]
+__all__ = ["PASS_BYTES", "select_fields", "solve_neurons"]
 
-FIELDS_PER_PASS = 64  # hidden fields whose contributions one batched pass of the mix computes
+PASS_BYTES = 2**28  # the hidden activations one batched pass of the mix takes (one copy per hidden field)
 
 
 def select_fields(gram: torch.Tensor, correlation: torch.Tensor, max_flips: int = 100_000) -> torch.Tensor:
@@ -51,8 +51,9 @@ def _contributions(block, family, layer_inputs, extra: tuple, fields: range) -> 
     """``[S·out, len(fields)]``: each hidden field's contribution ``M2 P_j σ(M1 x)`` on the traced inputs."""
     t = tensor_of(block.relu(block.lift(_wrap(block.lift, layer_inputs), *extra)))
     columns = []
-    for start in range(0, len(fields), FIELDS_PER_PASS):
-        chunk = fields[start:start + FIELDS_PER_PASS]
+    per_pass = max(1, PASS_BYTES // max(t.numel() * t.element_size(), 1))
+    for start in range(0, len(fields), per_pass):
+        chunk = fields[start:start + per_pass]
         masked = torch.zeros((len(chunk),) + tuple(t.shape), dtype=t.dtype)
         for i, j in enumerate(chunk):
             channels = family.field_channels(block.lift, j)

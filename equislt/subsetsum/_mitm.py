@@ -25,7 +25,10 @@ fewest elements: :math:`\min\{|S_A| + |S_B| : |a - u| \le \mathrm{tol}\}`.  Sort
 :math:`[a-\mathrm{tol}, a+\mathrm{tol}]` of sorted :math:`U` (two searchsorted
 calls) and the smallest popcount in that window is a range-minimum query,
 answered in :math:`O(1)` from a sparse table.  This is exact, as it minimises
-over all pairs.
+over all pairs.  Among the pairs of that fewest size the closest to ``t`` is
+returned (ties in size broken by the residual, as the brute-force reference
+does): per popcount ``q`` of the ``B`` half, a searchsorted of every ``a`` into
+the sorted ``U`` of popcount ``q``.
 """
 
 from __future__ import annotations
@@ -187,6 +190,35 @@ def _fewest(
     return ok, ia, jb
 
 
+def _closest_of_size(
+    sa: torch.Tensor, u: torch.Tensor, size: torch.Tensor, ia: torch.Tensor, jb: torch.Tensor, h_a: int, h_b: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per row, among pairs with ``pc(i) + pc(j) == size`` the ``(i, j)`` minimising ``|sa_i - u_j|``, starting
+    from the pair ``(ia, jb)`` (of that size)."""
+    dev = sa.device
+    pc_a = _bits(h_a, dev).sum(1).to(torch.int64)
+    pc_b = _bits(h_b, dev).sum(1).to(torch.int64)
+    best = (sa.gather(1, ia[:, None]) - u.gather(1, jb[:, None])).abs().squeeze(1)
+    ia, jb = ia.clone(), jb.clone()
+    for q in range(h_b + 1):
+        columns = torch.nonzero(pc_b == q).squeeze(1)
+        if columns.numel() == 0:
+            continue
+        us, order = torch.sort(u[:, columns], dim=1)
+        right = torch.searchsorted(us, sa.contiguous())
+        wanted = (size[:, None] - pc_a[None, :]) == q
+        for k in (right - 1, right):
+            inside = (k >= 0) & (k < columns.numel()) & wanted
+            kc = k.clamp(0, columns.numel() - 1)
+            gap = torch.where(inside, (sa - us.gather(1, kc)).abs(), torch.full_like(sa, float("inf")))
+            value, i = gap.min(dim=1)
+            better = value < best
+            best = torch.where(better, value, best)
+            j = columns[order.gather(1, kc.gather(1, i[:, None])).squeeze(1)]
+            ia, jb = torch.where(better, i, ia), torch.where(better, j, jb)
+    return ia, jb
+
+
 def _pick_backend(backend: str | None, dev: torch.device, v: torch.Tensor, t: torch.Tensor) -> str:
     """Resolve ``backend=None`` and validate an explicit choice."""
     if backend is not None and backend not in BACKENDS:
@@ -247,7 +279,7 @@ def solve(
         is returned (within ``tol`` whenever any subset is); stored for reports.
     fewest : bool
         Among subsets with ``|residual| <= tol`` return one with the fewest
-        elements; rows with none fall back to the minimum-residual subset.
+        elements (the closest to ``t`` among those); rows with none fall back to the minimum-residual subset.
     max_memory_bytes : int
         Peak working-memory budget of the sort-based backends; rows are
         processed in chunks to respect it (at least one row per chunk).  The
@@ -328,6 +360,9 @@ def solve(
                 if fewest:
                     assert tol is not None
                     ok, fa, fb = _fewest(sa, u, tol, h_a, h_b)
+                    if bool(ok.any()):
+                        size = _bits(h_a, dev).sum(1).to(torch.int64)[fa] + _bits(h_b, dev).sum(1).to(torch.int64)[fb]
+                        fa, fb = _closest_of_size(sa, u, size, fa, fb, h_a, h_b)
                     ia = torch.where(ok, fa, ia)
                     jb = torch.where(ok, fb, jb)
                 del sa, u

@@ -27,8 +27,12 @@ form a contiguous window of the sorted ``b``; scanning ``i`` *descending* both
 window ends move right, so the minimum popcount in the window is maintained by
 a sliding-window minimum (monotonic deque): :math:`O(2^{h_A} + 2^{h_B})` per
 row.  The answer :math:`\min_i \mathrm{pc}(a_i) + \min_{\mathrm{window}(i)}
-\mathrm{pc}(b)` is exact over all pairs.  Rows whose closest pair is not within
-``tol`` skip this and keep the minimum-residual pair.
+\mathrm{pc}(b)` is exact over all pairs.  Among the pairs of that size the one
+closest to ``t`` is then found (:func:`_closest_of_size`): the sorted ``b``
+sums grouped by popcount (a stable counting sort keeps each group sorted) and,
+for every ``i``, a binary search in the group of popcount
+``size - pc(a_i)``: :math:`O(2^{h_B} + 2^{h_A} h_B)`.  Rows whose closest pair
+is not within ``tol`` skip this and keep the minimum-residual pair.
 
 Rows are parallelised with ``numba.prange`` over many small chunks scheduled
 dynamically; each chunk allocates its scratch buffers once (``O(2^{N/2})``).
@@ -454,6 +458,50 @@ def _fewest(sa, ma, na, sb, mb, nb, t, tol, pcb, dq):
 
 
 @njit(cache=True, nogil=True)
+def _closest_of_size(sa, ma, na, sb, pcb, nb, h_b, t, size, bi, bj, gv, gj):
+    """Among pairs ``(i, j)`` with ``pc(ma[i]) + pcb[j] == size``, the one minimising ``|sa[i] + sb[j] - t|``,
+    starting from the pair ``(bi, bj)`` (of that size).  ``sa``, ``sb`` ascending; ``gv``/``gj`` scratch."""
+    start = np.zeros(h_b + 2, np.int64)
+    for j in range(nb):
+        start[pcb[j] + 1] += 1
+    for q in range(h_b + 1):
+        start[q + 1] += start[q]
+    cursor = start.copy()
+    for j in range(nb):  # stable counting sort by popcount: each group stays ascending
+        q = pcb[j]
+        gv[cursor[q]] = sb[j]
+        gj[cursor[q]] = j
+        cursor[q] += 1
+    best = abs((sa[bi] + sb[bj]) - t)
+    for i in range(na):
+        need = size - _popcount(ma[i])
+        if need < 0 or need > h_b:
+            continue
+        lo = start[need]
+        hi = start[need + 1]
+        if lo == hi:
+            continue
+        a = sa[i]
+        u = t - a
+        left = lo  # first q in [lo, hi) with gv[q] >= u
+        right = hi
+        while left < right:
+            mid = (left + right) // 2
+            if gv[mid] < u:
+                left = mid + 1
+            else:
+                right = mid
+        for q in (left - 1, left):
+            if lo <= q < hi:
+                r = abs((a + gv[q]) - t)
+                if r < best:
+                    best = r
+                    bi = i
+                    bj = gj[q]
+    return bi, bj
+
+
+@njit(cache=True, nogil=True)
 def _solve_chunk(values, targets, valid, tol, fewest, chosen, r0, r1):
     """Serial body of :func:`solve_rows` for rows ``r0:r1``; scratch allocated once."""
     n = values.shape[1]
@@ -475,6 +523,8 @@ def _solve_chunk(values, targets, valid, tol, fewest, chosen, r0, r1):
     rhm = np.empty(mm, np.int32)
     pcb = np.empty(mm, np.int32)
     dq = np.empty(mm, np.int64)
+    gv = np.empty(mm, np.float64)
+    gj = np.empty(mm, np.int64)
     idx = np.empty(max(n, 1), np.int64)
     a0 = ra0[1:]
     a1 = ra1[1:]
@@ -514,8 +564,8 @@ def _solve_chunk(values, targets, valid, tol, fewest, chosen, r0, r1):
             if gap <= tol + slack:  # some pair may be within tol (else keep the closest)
                 fi, fj = _fewest(ra[1:], ma, na, sb, mb, nb, t, tol, pcb, dq)
                 if fi >= 0:
-                    i = fi
-                    j = fj
+                    i, j = _closest_of_size(ra[1:], ma, na, sb, pcb, nb, k - h_a, t,
+                                            _popcount(ma[fi]) + pcb[fj], fi, fj, gv, gj)
             mask_a = np.int64(ma[i])
             mask_b = np.int64(mb[j])
         else:
