@@ -1,0 +1,159 @@
+"""How wide must a random network be for the supermask search to match a trained target?
+
+For each family (C4 and D4 steerable CNNs on rotated digits, GIN on atlas triangle counting, GCN on atlas
+connectivity, a 2-IGN on atlas triangle counting) the target is trained at 1× width (the family scripts' settings:
+channels (8, 16), hidden 32, hidden 16), and edge-popup searches a random network of 1×, 2× and 4× that width at
+sparsities 0.3, 0.5 and 0.7 (Adam, ``--lr``, ``--epochs``), each for every seed. Reports the held-out accuracy per
+(width, sparsity), mean ± std over seeds, its per-epoch curve, and the smallest width whose best sparsity matches
+the target within one point. Writes ``results/width.json`` and ``results/width.png``, keeping the families of an
+earlier run that this one does not repeat (the whole grid takes hours on 2 cores: run it family by family).
+
+    python benchmarks/paper/width.py [--families c4 d4 gin gcn ign] [--widths 1 2 4] [--seeds 0 1 2]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+
+from _common import RESULTS, Timer, plt, run_arguments, setup, stats, write_json
+from equislt.data import dense_graph_batch
+from equislt.models import IGN, GraphClassifier, graph_accuracy, steerable_cnn, train_classifier, train_graph_model
+from equislt.models import accuracy as image_accuracy
+from equislt.search import SearchConfig, Searcher, build_task
+from mpnn import pyg_model
+
+FAMILIES = {
+    "c4": {"name": "steerable CNN C4", "data": "rotated_digits", "data_kwargs": {}, "model": "steerable_cnn",
+           "kwargs": lambda w: {"group": "c4", "channels": [8 * w, 16 * w]}, "epochs": 30},
+    "d4": {"name": "steerable CNN D4", "data": "rotated_digits", "data_kwargs": {}, "model": "steerable_cnn",
+           "kwargs": lambda w: {"group": "d4", "channels": [8 * w, 16 * w]}, "epochs": 30},
+    "gin": {"name": "GIN atlas-triangles", "data": "graph_atlas",
+            "data_kwargs": {"task": "triangles", "features": "degree", "seed": 0}, "model": "gin",
+            "kwargs": lambda w: {"hidden_channels": 32 * w, "num_layers": 3}, "epochs": 60},
+    "gcn": {"name": "GCN atlas-connected", "data": "graph_atlas",
+            "data_kwargs": {"task": "connected", "features": "degree", "seed": 0}, "model": "gcn",
+            "kwargs": lambda w: {"hidden_channels": 32 * w, "num_layers": 3}, "epochs": 60},
+    "ign": {"name": "2-IGN atlas-triangles", "data": "graph_atlas",
+            "data_kwargs": {"task": "triangles", "features": "ones", "seed": 0}, "model": "ign",
+            "kwargs": lambda w: {"hidden_channels": 16 * w, "num_layers": 2}, "epochs": 60},
+}
+
+
+def target_accuracy(key: str, seed: int) -> float:
+    """The trained 1× target of the family scripts (steerable.py, mpnn.py, ign.py settings), held-out accuracy."""
+    family = FAMILIES[key]
+    task = build_task(family["data"], family["data_kwargs"])
+    torch.manual_seed(seed)
+    if family["data"] == "rotated_digits":
+        loader = torch.utils.data.DataLoader(task.train, batch_size=32, shuffle=True,
+                                             generator=torch.Generator().manual_seed(seed))
+        model = steerable_cnn(family["kwargs"](1)["group"], channels=(8, 16), input_size=17)
+        train_classifier(model, loader, epochs=10, lr=1e-2, progress=False)
+        return image_accuracy(model.eval(), torch.utils.data.DataLoader(task.test, batch_size=256))
+    from torch_geometric.loader import DataLoader
+
+    loader = DataLoader(task.train, batch_size=32 if key == "ign" else 64, shuffle=True,
+                        generator=torch.Generator().manual_seed(seed))
+    in_channels = task.train[0].x.shape[1]
+    if key == "ign":  # the dense input holds the node features and the adjacency: one more channel
+        from torch_geometric.data import Batch
+
+        channels = dense_graph_batch(Batch.from_data_list(task.train[:1]))[0].shape[1]
+        model = IGN(channels, 16, task.num_classes, num_layers=2, order=2)
+    else:
+        model = GraphClassifier(pyg_model(key, in_channels, 32, 3), 32, task.num_classes)
+    train_graph_model(model, loader, epochs=100, lr=3e-3)
+    return graph_accuracy(model.eval(), DataLoader(task.test, batch_size=256))
+
+
+def search(key: str, width: int, sparsity: float, epochs: int, lr: float, seed: int) -> dict:
+    family = FAMILIES[key]
+    t0 = time.perf_counter()
+    config = SearchConfig(model=family["model"], model_kwargs=family["kwargs"](width), data=family["data"],
+                          data_kwargs=family["data_kwargs"], sparsity=sparsity, epochs=epochs, lr=lr,
+                          optimizer="adam", seed=seed, out=None, progress=False)
+    searcher = Searcher(config, log=lambda *_: None)
+    try:
+        result = searcher.run()
+    finally:
+        searcher.close()
+    curve = [h.get("test_accuracy") for h in result["history"]]
+    row = {"family": key, "width": width, "sparsity": sparsity, "seed": seed, "epochs": epochs, "lr": lr,
+           "test_accuracy": result["test_accuracy"], "last_five_mean": sum(curve[-5:]) / len(curve[-5:]),
+           "accuracy_per_epoch": curve, "coefficients_masked": result["coefficients_masked"],
+           "seconds": time.perf_counter() - t0}
+    print(f"[{key} {width}x sparsity {sparsity} seed {seed}] acc {row['test_accuracy']:.3f} "
+          f"({row['seconds']:.0f} s)", flush=True)
+    return row
+
+
+def summarise(key: str, rows, targets) -> dict:
+    target = stats(targets)
+    cells = {}
+    for width in sorted({r["width"] for r in rows}):
+        for sparsity in sorted({r["sparsity"] for r in rows}):
+            mine = [r["test_accuracy"] for r in rows if r["width"] == width and r["sparsity"] == sparsity]
+            if mine:
+                cells[f"{width}x/{sparsity}"] = stats(mine)
+    matching = [int(cell.split("x")[0]) for cell, s in cells.items() if s["mean"] >= target["mean"] - 0.01]
+    return {"name": FAMILIES[key]["name"], "target_accuracy": target, "cells": cells,
+            "smallest_matching_width": min(matching) if matching else None}
+
+
+def plot(summary: dict, path):
+    pyplot = plt()
+    fig, axes = pyplot.subplots(1, len(summary), figsize=(4 * len(summary), 3.6), squeeze=False)
+    for ax, (key, s) in zip(axes[0], summary.items()):
+        sparsities = sorted({float(cell.split("/")[1]) for cell in s["cells"]})
+        for sparsity in sparsities:
+            points = sorted((int(cell.split("x")[0]), v) for cell, v in s["cells"].items()
+                            if float(cell.split("/")[1]) == sparsity)
+            ax.errorbar([w for w, _ in points], [v["mean"] for _, v in points], [v["std"] for _, v in points],
+                        marker="o", capsize=3, label=f"sparsity {sparsity}")
+        ax.axhline(s["target_accuracy"]["mean"], color="k", ls="--", label="trained target (1×)")
+        ax.set(xscale="log", xlabel="width of the random network (× target)", ylabel="held-out accuracy",
+               title=s["name"])
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--families", nargs="+", default=list(FAMILIES), choices=list(FAMILIES))
+    parser.add_argument("--widths", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--sparsities", type=float, nargs="+", default=[0.3, 0.5, 0.7])
+    parser.add_argument("--epochs", type=int, default=None, help="default: 30 for images, 60 for graphs")
+    parser.add_argument("--lr", type=float, default=0.01)
+    parser.add_argument("--fresh", action="store_true", help="drop the families of an earlier results/width.json")
+    run_arguments(parser)
+    args = parser.parse_args()
+    clock = Timer()
+    setup(args.threads, args.seeds[0])
+    rows, summary = [], {}
+    for key in args.families:
+        targets = [target_accuracy(key, seed) for seed in args.seeds]
+        epochs = args.epochs or FAMILIES[key]["epochs"]
+        mine = [search(key, width, sparsity, epochs, args.lr, seed) for seed in args.seeds
+                for width in args.widths for sparsity in args.sparsities]
+        rows += mine
+        summary[key] = summarise(key, mine, targets)
+        print(f"[{key}] target {summary[key]['target_accuracy']['mean']:.3f}; smallest matching width "
+              f"{summary[key]['smallest_matching_width']}", flush=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    # families run before (the grid takes hours on 2 cores, so it runs family by family) are kept
+    path = RESULTS / "width.json"
+    previous = json.loads(path.read_text()) if path.exists() and not args.fresh else {"summary": {}, "runs": []}
+    for key in summary:
+        summary[key]["settings"] = {**vars(args), "families": [key], "epochs": args.epochs or FAMILIES[key]["epochs"]}
+    summary = {**{k: v for k, v in previous["summary"].items() if k not in summary}, **summary}
+    rows = [r for r in previous["runs"] if r["family"] not in args.families] + rows
+    plot(summary, RESULTS / "width.png")
+    write_json("width", {"settings": vars(args), "summary": summary, "runs": rows}, clock.start)
+
+
+if __name__ == "__main__":
+    main()
