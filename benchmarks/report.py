@@ -318,6 +318,32 @@ def paper_sparse_table() -> str:
             "figure `benchmarks/paper/results/sparse.png`):\n\n" + "\n".join(rows))
 
 
+def paper_width_table() -> str:
+    data = _load("width.json", PAPER)
+    families = data["summary"]
+    widths = sorted({int(cell.split("x")[0]) for s in families.values() for cell in s["cells"]})
+    rows = ["| family | trained target (1×) | " + " | ".join(f"{w}× (best sparsity)" for w in widths)
+            + " | smallest width within one point |", "|---" * (len(widths) + 3) + "|"]
+    for s in families.values():
+        cells = []
+        for w in widths:
+            mine = {cell: v for cell, v in s["cells"].items() if int(cell.split("x")[0]) == w}
+            if not mine:
+                cells.append("–")
+                continue
+            cell, best = max(mine.items(), key=lambda kv: kv[1]["mean"])
+            cells.append(f"{_pm(best)} ({cell.split('/')[1]})")
+        match = s["smallest_matching_width"]
+        rows.append(f"| {s['name']} | {_pm(s['target_accuracy'])} | " + " | ".join(cells)
+                    + f" | {f'{match}×' if match else 'none up to 4×'} |")
+    settings = next(iter(families.values()))["settings"]
+    return (f"Search width study (`benchmarks/paper/width.py`, run family by family; {len(settings['seeds'])} seeds, "
+            f"sparsities {', '.join(str(x) for x in settings['sparsities'])}, Adam lr {settings['lr']}, "
+            "30 epochs for images and 60 for graphs; held-out accuracy of the searched ticket, mean ± std over seeds, "
+            "at the sparsity that does best for each width; figure `benchmarks/paper/results/width.png`):\n\n"
+            + "\n".join(rows))
+
+
 def report() -> str:
     return "\n\n".join([subset_sum_table(), construct_table(), search_table(), ign_table()])
 

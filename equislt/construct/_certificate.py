@@ -36,7 +36,8 @@ import torch
 from .._compat import tensor_of
 from ._trace import connected
 
-__all__ = ["Certificate", "LayerCertificate", "layer_error_terms", "network_bound", "schur_bound", "timed"]
+__all__ = ["Certificate", "LayerCertificate", "layer_error_terms", "model_outputs", "network_bound", "schur_bound",
+           "timed"]
 
 
 def schur_bound(kernel: torch.Tensor) -> float:
@@ -196,7 +197,7 @@ class Certificate:
     def measure(self, target, network, inputs) -> None:
         """Record the largest output error, the relative error and the prediction agreement of ``network``
         against ``target`` on ``inputs`` (both run in eval mode; their modes are restored)."""
-        reference, approx = _outputs(target, inputs), _outputs(network, inputs)
+        reference, approx = model_outputs(target, inputs), model_outputs(network, inputs)
         diff = (reference - approx).abs()
         self.measured_max_error = float(diff.max())
         self.measured_relative_error = float(diff.max() / reference.abs().max().clamp(min=1e-12))
@@ -222,7 +223,8 @@ class Certificate:
         return "\n".join(lines)
 
 
-def _outputs(model, inputs) -> torch.Tensor:
+def model_outputs(model, inputs) -> torch.Tensor:
+    """``model(inputs)`` (or ``model(*inputs)``) as a tensor, in eval mode (the mode is restored)."""
     was = model.training
     model.eval()
     try:

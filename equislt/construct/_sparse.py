@@ -13,8 +13,8 @@ gives
 .. math:: t_i = \lambda\, K_i / s_i :
 
 large layers (expensive to make exact) get a coarser tolerance, small sensitive ones a finer one. The level
-``λ`` then goes down by halves until the ticket's prediction agreement with the target on the given inputs reaches
-the goal (``criterion="agreement"``), or, stricter, its agreement *with a margin* (``criterion="margin"``: an
+``λ`` is the coarsest of ``λ₀·2^-k`` (found by bisection over ``k``) at which the ticket's prediction agreement
+with the target on the given inputs reaches the goal (``criterion="agreement"``), or, stricter, its agreement *with a margin* (``criterion="margin"``: an
 input counts only if the target's gap between its top two logits exceeds twice the ticket's largest output error
 there, so no prediction is counted as kept by luck). An agreement of 0.999 means something only on thousands of
 inputs: on a few hundred, 1.0 still allows flips on others. Layers without a certified slope (graph layers behind
@@ -29,7 +29,7 @@ from torch import nn
 
 from ..subsetsum import MAX_N
 from ..ticket import Ticket
-from ._certificate import _outputs
+from ._certificate import model_outputs
 from ._construct import construct
 
 __all__ = ["CRITERIA", "SPARSE_REFERENCE_TOL", "construct_sparse", "margin_agreement", "sparse_tolerances"]
@@ -57,7 +57,7 @@ def sparse_tolerances(certificate, level: float) -> Dict[str, float]:
 def margin_agreement(target: nn.Module, network: nn.Module, inputs) -> float:
     """The fraction of inputs whose prediction ``network`` keeps with a margin: the target's gap between its two
     largest logits exceeds ``2 max_c |f_c(x) − g_c(x)|`` (then the argmax cannot differ). Outputs ``[B, C]``."""
-    f, g = _outputs(target, inputs), _outputs(network, inputs)
+    f, g = model_outputs(target, inputs), model_outputs(network, inputs)
     if f.dim() != 2 or f.shape[1] < 2:
         raise ValueError(f"margin_agreement: needs logits [inputs, classes >= 2], got shape {tuple(f.shape)}")
     top = f.topk(2, dim=1).values
