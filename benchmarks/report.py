@@ -361,7 +361,8 @@ def paper_runs_table() -> str:
 def report_paper() -> str:
     return "\n\n".join([paper_runs_table(), paper_construction_table(), paper_agreement_sweep_table(),
                          paper_steerable_sweep_table(), paper_search_table(),
-                         paper_scaling_table(), paper_laws_table(), paper_pensia_table(), paper_sparse_table()])
+                         paper_scaling_table(), paper_laws_table(), paper_pensia_table(), paper_sparse_table(),
+                         paper_width_table()])
 
 
 BLOCKS = {"results": report, "paper": report_paper}

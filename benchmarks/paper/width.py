@@ -114,8 +114,11 @@ def plot(summary: dict, path):
             ax.errorbar([w for w, _ in points], [v["mean"] for _, v in points], [v["std"] for _, v in points],
                         marker="o", capsize=3, label=f"sparsity {sparsity}")
         ax.axhline(s["target_accuracy"]["mean"], color="k", ls="--", label="trained target (1×)")
+        widths = sorted({int(cell.split("x")[0]) for cell in s["cells"]})
         ax.set(xscale="log", xlabel="width of the random network (× target)", ylabel="held-out accuracy",
                title=s["name"])
+        ax.set_xticks(widths, [f"{w}×" for w in widths])
+        ax.minorticks_off()
         ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -130,7 +133,11 @@ def main():
     parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--fresh", action="store_true", help="drop the families of an earlier results/width.json")
     run_arguments(parser)
+    parser.add_argument("--plot-only", action="store_true", help="redraw the PNG from results/width.json")
     args = parser.parse_args()
+    if args.plot_only:
+        plot(json.loads((RESULTS / "width.json").read_text())["summary"], RESULTS / "width.png")
+        return
     clock = Timer()
     setup(args.threads, args.seeds[0])
     rows, summary = [], {}
