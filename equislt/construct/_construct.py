@@ -57,9 +57,7 @@ def _plan(layer, n: int, bias_pool: int) -> LayerPlan:
 
 def _check_tol(tol) -> None:
     values = list(tol.values()) if isinstance(tol, Mapping) else [tol]
-    if not values:
-        values = [None]
-    for value in values:
+    for value in values or [None]:  # an empty mapping is an error too
         if not (isinstance(value, (int, float)) and 0 < float(value) < 1):
             raise ValueError(f"construct: tol must be in (0, 1) (or a non-empty mapping of layer paths to such), "
                              f"got {tol!r}")
@@ -151,9 +149,7 @@ def construct(target: nn.Module, inputs, *, tol: Union[float, Mapping[str, float
     with timed(seconds, "trace"):
         trace = trace_target(target, inputs, input_nonnegative, NEURON_FIT_SAMPLES if neurons else TRACE_SAMPLES)
         tols = _layer_tolerances(tol, trace.layers)
-        plans = [_plan(layer, _layer_n(n, tols[layer.path], tolerance.method),
-                       default_n(tols[layer.path]) if neurons else _layer_n(n, tols[layer.path], tolerance.method))
-                 for layer in trace.layers]
+        plans = [_plan(layer, *_pools(n, tols[layer.path], tolerance.method, neurons)) for layer in trace.layers]
         units = {unit.path: unit for unit in trace.units if unit.kind == "linear"}
     certificate = Certificate(eps=eps, tol=None if isinstance(tol, Mapping) else float(tol), input_radius=0.0,
                               method=method)
@@ -201,8 +197,11 @@ def _tolerance(tol, policy: str, max_n: Optional[int], fewest: bool, where, meth
                      None if where.type == "cpu" else where, "malach" if method == "malach" else "subset_sum")
 
 
-def _layer_n(n: Optional[int], tol: float, method: str) -> int:
-    return int(n) if n is not None else default_n(tol, method)
+def _pools(n: Optional[int], tol: float, method: str, neurons: bool):
+    """``(N, bias pool)`` of a layer: ``n`` or :func:`default_n` of its tolerance; a neuron subnetwork's ``N`` is
+    its width, its bias pool a Subset-Sum pool."""
+    summands = int(n) if n is not None else default_n(tol, method)
+    return summands, default_n(tol) if neurons else summands
 
 
 def _evaluate(certificate: Certificate, trace, terms, target, network, inputs, input_radius) -> None:

@@ -45,7 +45,7 @@ class Tolerance:
 
     def __post_init__(self):
         if self.method not in METHODS:
-            raise ValueError(f"construct: method must be one of {METHODS} or 'malach_neurons', got {self.method!r}")
+            raise ValueError(f"construct: the solver method must be one of {METHODS}, got {self.method!r}")
         if self.policy not in POLICIES:
             raise ValueError(f"construct: policy must be 'widen', 'report' or 'raise', got {self.policy!r}")
         if not 0 < self.tol < 1:

@@ -191,13 +191,14 @@ def _fewest(
 
 
 def _closest_of_size(
-    sa: torch.Tensor, u: torch.Tensor, size: torch.Tensor, ia: torch.Tensor, jb: torch.Tensor, h_a: int, h_b: int
+    sa: torch.Tensor, u: torch.Tensor, ia: torch.Tensor, jb: torch.Tensor, h_a: int, h_b: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per row, among pairs with ``pc(i) + pc(j) == size`` the ``(i, j)`` minimising ``|sa_i - u_j|``, starting
-    from the pair ``(ia, jb)`` (of that size)."""
+    """Per row, among pairs as large as ``(ia, jb)`` (``pc(i) + pc(j)`` equal) the ``(i, j)`` minimising
+    ``|sa_i - u_j|``."""
     dev = sa.device
     pc_a = _bits(h_a, dev).sum(1).to(torch.int64)
     pc_b = _bits(h_b, dev).sum(1).to(torch.int64)
+    size = pc_a[ia] + pc_b[jb]
     best = (sa.gather(1, ia[:, None]) - u.gather(1, jb[:, None])).abs().squeeze(1)
     ia, jb = ia.clone(), jb.clone()
     for q in range(h_b + 1):
@@ -361,8 +362,7 @@ def solve(
                     assert tol is not None
                     ok, fa, fb = _fewest(sa, u, tol, h_a, h_b)
                     if bool(ok.any()):
-                        size = _bits(h_a, dev).sum(1).to(torch.int64)[fa] + _bits(h_b, dev).sum(1).to(torch.int64)[fb]
-                        fa, fb = _closest_of_size(sa, u, size, fa, fb, h_a, h_b)
+                        fa, fb = _closest_of_size(sa, u, fa, fb, h_a, h_b)
                     ia = torch.where(ok, fa, ia)
                     jb = torch.where(ok, fb, jb)
                 del sa, u
