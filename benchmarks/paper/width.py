@@ -5,8 +5,9 @@ connectivity, a 2-IGN on atlas triangle counting) the target is trained at 1× w
 channels (8, 16), hidden 32, hidden 16), and edge-popup searches a random network of 1×, 2× and 4× that width at
 sparsities 0.3, 0.5 and 0.7 (Adam, ``--lr``, ``--epochs``), each for every seed. Reports the held-out accuracy per
 (width, sparsity), mean ± std over seeds, its per-epoch curve, and the smallest width whose best sparsity matches
-the target within one point. Writes ``results/width.json`` and ``results/width.png``, keeping the families of an
-earlier run that this one does not repeat (the whole grid takes hours on 2 cores: run it family by family).
+the target within one point. Writes ``results/width.json`` and ``results/width.png`` after every search, keeping
+the families of an earlier run; a rerun with the same settings skips what is done (the whole grid takes hours on
+2 cores: run it family by family, and resume an interrupted one by running the same command again).
 
     python benchmarks/paper/width.py [--families c4 d4 gin gcn ign] [--widths 1 2 4] [--seeds 0 1 2]
 """
@@ -131,35 +132,52 @@ def main():
     parser.add_argument("--sparsities", type=float, nargs="+", default=[0.3, 0.5, 0.7])
     parser.add_argument("--epochs", type=int, default=None, help="default: 30 for images, 60 for graphs")
     parser.add_argument("--lr", type=float, default=0.01)
-    parser.add_argument("--fresh", action="store_true", help="drop the families of an earlier results/width.json")
+    parser.add_argument("--fresh", action="store_true",
+                        help="start over: drop every family and run of an earlier results/width.json")
     run_arguments(parser)
     parser.add_argument("--plot-only", action="store_true", help="redraw the PNG from results/width.json")
     args = parser.parse_args()
+    path = RESULTS / "width.json"
     if args.plot_only:
-        plot(json.loads((RESULTS / "width.json").read_text())["summary"], RESULTS / "width.png")
+        plot(json.loads(path.read_text())["summary"], RESULTS / "width.png")
         return
     clock = Timer()
     setup(args.threads, args.seeds[0])
-    rows, summary = [], {}
+    # The grid takes hours on 2 cores: results are written after every search, and a rerun with the same
+    # settings skips the targets and cells already done (an interrupted family resumes where it stopped).
+    previous = json.loads(path.read_text()) if path.exists() and not args.fresh else {}
+    summary, rows, targets = previous.get("summary", {}), previous.get("runs", []), previous.get("targets", [])
+
+    def same(row, key, epochs):
+        return row["family"] == key and row["epochs"] == epochs and row["lr"] == args.lr
+
+    def save(key, epochs):
+        mine = [r for r in rows if same(r, key, epochs)]
+        summary[key] = summarise(key, mine, [t["test_accuracy"] for t in targets if t["family"] == key])
+        summary[key]["settings"] = {**vars(args), "families": [key], "epochs": epochs}
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        plot(summary, RESULTS / "width.png")
+        write_json("width", {"settings": vars(args), "summary": summary, "runs": rows, "targets": targets},
+                   clock.start)
+
     for key in args.families:
-        targets = [target_accuracy(key, seed) for seed in args.seeds]
         epochs = args.epochs or FAMILIES[key]["epochs"]
-        mine = [search(key, width, sparsity, epochs, args.lr, seed) for seed in args.seeds
-                for width in args.widths for sparsity in args.sparsities]
-        rows += mine
-        summary[key] = summarise(key, mine, targets)
+        rows[:] = [r for r in rows if r["family"] != key or same(r, key, epochs)]  # other settings: replaced
+        if not any(r["family"] == key for r in rows):
+            targets[:] = [t for t in targets if t["family"] != key]
+        done_targets = {t["seed"] for t in targets if t["family"] == key}
+        targets += [{"family": key, "seed": seed, "test_accuracy": target_accuracy(key, seed)}
+                    for seed in args.seeds if seed not in done_targets]
+        done = {(r["width"], r["sparsity"], r["seed"]) for r in rows if r["family"] == key}
+        for seed in args.seeds:
+            for width in args.widths:
+                for sparsity in args.sparsities:
+                    if (width, sparsity, seed) not in done:
+                        rows.append(search(key, width, sparsity, epochs, args.lr, seed))
+                        save(key, epochs)
+        save(key, epochs)
         print(f"[{key}] target {summary[key]['target_accuracy']['mean']:.3f}; smallest matching width "
               f"{summary[key]['smallest_matching_width']}", flush=True)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    # families run before (the grid takes hours on 2 cores, so it runs family by family) are kept
-    path = RESULTS / "width.json"
-    previous = json.loads(path.read_text()) if path.exists() and not args.fresh else {"summary": {}, "runs": []}
-    for key in summary:
-        summary[key]["settings"] = {**vars(args), "families": [key], "epochs": args.epochs or FAMILIES[key]["epochs"]}
-    summary = {**{k: v for k, v in previous["summary"].items() if k not in summary}, **summary}
-    rows = [r for r in previous["runs"] if r["family"] not in args.families] + rows
-    plot(summary, RESULTS / "width.png")
-    write_json("width", {"settings": vars(args), "summary": summary, "runs": rows}, clock.start)
 
 
 if __name__ == "__main__":
