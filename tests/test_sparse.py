@@ -52,6 +52,14 @@ def test_construct_sparse_keeps_fewer_coefficients_at_the_agreement_goal():
     assert cert.prediction_agreement >= 0.99 and cert.rows_over_tol == 0
     assert cert.kept_coefficients < closest.kept_coefficients / 2
     assert lines and all("construct_sparse: level" in line for line in lines)
+    # bisection: at most ceil(log2(6)) + 1 levels built; the ticket is the coarsest tried level that agrees
+    assert len(lines) <= 4
+    tried = {}
+    for line in lines:
+        kept = int(line.split("kept ")[1].split(" ")[0].replace(",", ""))
+        tried[float(line.split("level ")[1].split(":")[0])] = (float(line.split("agreement ")[1].split(",")[0]), kept)
+    coarsest = max(level for level, (agreed, _) in tried.items() if agreed >= 0.99)
+    assert tried[coarsest][1] == cert.kept_coefficients
     # the margin criterion is stricter: a prediction kept with a margin is kept
     strict = construct_sparse(target, x, agreement=0.99, criterion="margin", n=16, start=1e-2, steps=6,
                               progress=False)

@@ -14,9 +14,9 @@ gives
 
 large layers (expensive to make exact) get a coarser tolerance, small sensitive ones a finer one. The level
 ``λ`` is the coarsest of ``λ₀·2^-k`` (found by bisection over ``k``) at which the ticket's prediction agreement
-with the target on the given inputs reaches the goal (``criterion="agreement"``), or, stricter, its agreement *with a margin* (``criterion="margin"``: an
-input counts only if the target's gap between its top two logits exceeds twice the ticket's largest output error
-there, so no prediction is counted as kept by luck). An agreement of 0.999 means something only on thousands of
+with the target on the given inputs reaches the goal (``criterion="agreement"``), or, stricter, its agreement
+*with a margin* (``criterion="margin"``: an input counts only if the target's gap between its top two logits
+exceeds twice the ticket's largest output error there, so no prediction is counted as kept by luck). An agreement of 0.999 means something only on thousands of
 inputs: on a few hundred, 1.0 still allows flips on others. Layers without a certified slope (graph layers behind
 an aggregation) get the reference allocation ``t_i = λ``.
 """
@@ -103,13 +103,13 @@ def construct_sparse(target: nn.Module, inputs, *, agreement: float = 0.999, cri
         return tried[k][1] >= agreement
 
     low, high = 0, int(steps) - 1  # the answer is the smallest k that agrees (finer levels agree more)
-    if not attempt(high):
-        raise ValueError(f"construct_sparse: even level {start * 2.0 ** -high:.2e} agrees on only "
-                         f"{tried[high][1]:.4f} of the inputs (goal {agreement}); pass more steps")
-    while low < high:
+    while low < high:  # the finest level, the most expensive, is built only if no coarser one agrees
         middle = (low + high) // 2
         if attempt(middle):
             high = middle
         else:
             low = middle + 1
+    if high not in tried and not attempt(high):
+        raise ValueError(f"construct_sparse: even level {start * 2.0 ** -high:.2e} agrees on only "
+                         f"{tried[high][1]:.4f} of the inputs (goal {agreement}); pass more steps")
     return tried[high][0]
