@@ -197,8 +197,9 @@ def test_gin_ticket_on_karate_club(tmp_path):
     cert = ticket.certificate
     assert [c.path for c in cert.layers] == ["convs.0.nn.lins.0", "convs.0.nn.lins.1", "convs.1.nn.lins.0",
                                              "convs.1.nn.lins.1"]
-    # after an aggregation both sign halves are kept; directly after the MLP's ReLU only the positive one
-    assert [c.input_nonnegative for c in cert.layers] == [False, True, False, True]
+    # directly after the MLP's ReLU one sign half; a GIN update (1 + ε)·x + Σ x_j of a ReLU output is a sum of
+    # non-negative terms (one half too), of the raw input features only under input_nonnegative
+    assert [c.input_nonnegative for c in cert.layers] == [False, True, True, True]
     assert cert.rows_over_tol == 0
     assert cert.bound is None and "aggr_module" in cert.bound_note  # no bound through the aggregation
     with torch.no_grad():
@@ -214,6 +215,27 @@ def test_gin_ticket_on_karate_club(tmp_path):
         assert torch.equal(loaded(x, edge_index), g)
         c = ticket.compile()(x, edge_index)
     assert float((c - g).abs().max()) <= 1e-5 * float(g.abs().max()) + 1e-6
+
+
+def test_gin_updates_of_non_negative_features_keep_one_sign_half():
+    from torch_geometric.nn.models import GIN
+
+    from equislt.data import karate_club
+
+    data = karate_club()
+    x, edge_index = data.x, data.edge_index
+    torch.manual_seed(0)
+    target = GIN(x.shape[1], 8, 2, out_channels=4).eval()
+    both = construct(target, (x, edge_index), tol=1e-4, seed=0, progress=False).certificate
+    one = construct(target, (x, edge_index), tol=1e-4, seed=0, input_nonnegative=True, progress=False)
+    assert [c.input_nonnegative for c in one.certificate.layers] == [True, True, True, True]
+    assert one.certificate.layers[0].kept_coefficients < both.layers[0].kept_coefficients
+    with torch.no_grad():
+        assert float((target(x, edge_index) - one(x, edge_index)).abs().max()) < 1e-3
+    # 1 + ε < 0 flips the root term's sign: both halves again, also behind a ReLU
+    target.convs[1].eps.fill_(-2.0)
+    cert = construct(target, (x, edge_index), tol=1e-4, seed=0, input_nonnegative=True, progress=False).certificate
+    assert [c.input_nonnegative for c in cert.layers] == [True, True, False, True]
 
 
 def test_gcn_bias_outside_linear_is_refused():

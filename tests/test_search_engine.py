@@ -108,6 +108,11 @@ def test_the_exported_ticket_reproduces_the_search_accuracy(tmp_path):
         reference = sum(int((ticket(x).argmax(-1) == y).sum()) for x, y in test)
     assert correct / len(searcher.task.test) == result["test_accuracy"] == reference / len(searcher.task.test)
     assert ticket.sparsity() == pytest.approx(result["sparsity"])
+    # the training-set accuracy beside it (under- or over-fitting), of the same ticket
+    train = torch.utils.data.DataLoader(searcher.task.train, batch_size=64)
+    with torch.no_grad():
+        correct = sum(int((plain(x).argmax(-1) == y).sum()) for x, y in train)
+    assert correct / len(searcher.task.train) == result["train_accuracy"]
 
 
 @pytest.mark.parametrize("model", ["plain_cnn", "gin", "ign"])

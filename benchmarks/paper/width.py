@@ -43,8 +43,9 @@ FAMILIES = {
 }
 
 
-def target_accuracy(key: str, seed: int) -> float:
-    """The trained 1× target of the family scripts (steerable.py, mpnn.py, ign.py settings), held-out accuracy."""
+def train_target(key: str, seed: int):
+    """The trained 1× target of the family scripts (steerable.py, mpnn.py, ign.py settings) and an accuracy
+    function ``split -> accuracy`` over its task's ``"train"`` and ``"test"`` splits."""
     family = FAMILIES[key]
     task = build_task(family["data"], family["data_kwargs"])
     torch.manual_seed(seed)
@@ -53,7 +54,8 @@ def target_accuracy(key: str, seed: int) -> float:
                                              generator=torch.Generator().manual_seed(seed))
         model = steerable_cnn(family["kwargs"](1)["group"], channels=(8, 16), input_size=17)
         train_classifier(model, loader, epochs=10, lr=1e-2, progress=False)
-        return image_accuracy(model.eval(), torch.utils.data.DataLoader(task.test, batch_size=256))
+        return model.eval(), lambda split: image_accuracy(
+            model, torch.utils.data.DataLoader(getattr(task, split), batch_size=256))
     from torch_geometric.loader import DataLoader
 
     loader = DataLoader(task.train, batch_size=32 if key == "ign" else 64, shuffle=True,
@@ -67,25 +69,34 @@ def target_accuracy(key: str, seed: int) -> float:
     else:
         model = GraphClassifier(pyg_model(key, in_channels, 32, 3), 32, task.num_classes)
     train_graph_model(model, loader, epochs=100, lr=3e-3)
-    return graph_accuracy(model.eval(), DataLoader(task.test, batch_size=256))
+    return model.eval(), lambda split: graph_accuracy(model, DataLoader(getattr(task, split), batch_size=256))
+
+
+def target_accuracy(key: str, seed: int) -> float:
+    """Held-out accuracy of :func:`train_target`'s model."""
+    return train_target(key, seed)[1]("test")
+
+
+def search_config(key: str, width: int, sparsity: float, epochs: int, lr: float, seed: int) -> SearchConfig:
+    family = FAMILIES[key]
+    return SearchConfig(model=family["model"], model_kwargs=family["kwargs"](width), data=family["data"],
+                        data_kwargs=family["data_kwargs"], sparsity=sparsity, epochs=epochs, lr=lr,
+                        optimizer="adam", seed=seed, out=None, progress=False)
 
 
 def search(key: str, width: int, sparsity: float, epochs: int, lr: float, seed: int) -> dict:
-    family = FAMILIES[key]
     t0 = time.perf_counter()
-    config = SearchConfig(model=family["model"], model_kwargs=family["kwargs"](width), data=family["data"],
-                          data_kwargs=family["data_kwargs"], sparsity=sparsity, epochs=epochs, lr=lr,
-                          optimizer="adam", seed=seed, out=None, progress=False)
-    searcher = Searcher(config, log=lambda *_: None)
+    searcher = Searcher(search_config(key, width, sparsity, epochs, lr, seed), log=lambda *_: None)
     try:
         result = searcher.run()
     finally:
         searcher.close()
     curve = [h.get("test_accuracy") for h in result["history"]]
     row = {"family": key, "width": width, "sparsity": sparsity, "seed": seed, "epochs": epochs, "lr": lr,
-           "test_accuracy": result["test_accuracy"], "last_five_mean": sum(curve[-5:]) / len(curve[-5:]),
+           "test_accuracy": result["test_accuracy"], "train_accuracy": result["train_accuracy"],
+           "last_five_mean": sum(curve[-5:]) / len(curve[-5:]),
            "accuracy_per_epoch": curve, "coefficients_masked": result["coefficients_masked"],
-           "seconds": time.perf_counter() - t0}
+           "held_out_samples": len(searcher.task.test), "seconds": time.perf_counter() - t0}
     print(f"[{key} {width}x sparsity {sparsity} seed {seed}] acc {row['test_accuracy']:.3f} "
           f"({row['seconds']:.0f} s)", flush=True)
     return row

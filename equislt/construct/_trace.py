@@ -175,10 +175,15 @@ def trace_target(target: nn.Module, inputs, input_nonnegative: bool = False, sam
     """Trace ``target`` (in eval mode) on the first ``samples`` of ``inputs`` and collect its layers with
     folded batch norms."""
     trace = Trace(units=_record_units(target, inputs, samples))
+    network_input = tensor_of(slice_inputs(inputs, samples)[0])
     previous: Optional[Unit] = None
     for i, unit in enumerate(trace.units):
         if unit.kind == "linear":
-            trace.layers.append(_target_layer(unit, trace.units[:i], input_nonnegative))
+            layer = _target_layer(unit, trace.units[:i], input_nonnegative)
+            if not layer.input_nonnegative and _gin_update_of_nonnegative(target, unit, trace.units[:i],
+                                                                           network_input, input_nonnegative):
+                layer.input_nonnegative = True
+            trace.layers.append(layer)
         elif unit.kind == "norm":
             if previous is None or previous.kind != "linear" or not torch.equal(previous.output, unit.inputs):
                 raise ValueError(f"construct: batch norm {unit.path} must directly follow a linear layer to be "
@@ -322,6 +327,32 @@ def _nonnegative(before: List[Unit], input_nonnegative: bool) -> bool:
         if name not in _SIGN_PRESERVING:
             return False
     return input_nonnegative
+
+
+def _gin_update_of_nonnegative(target: nn.Module, unit: Unit, before: List[Unit], network_input: torch.Tensor,
+                               input_nonnegative: bool) -> bool:
+    """The unit is the first layer of a PyG ``GINConv``'s ``nn`` and reads ``(1 + ε)·x + Σ_{j∈N(i)} x_j`` with
+    ``1 + ε ≥ 0`` and ``x ≥ 0`` (the output of a ReLU chain, or the network input under ``input_nonnegative``):
+    a sum of non-negative terms, so one sign half suffices. Checked on the traces: the previous unit is the conv's
+    aggregation and the unit's input equals ``aggregation + (1 + ε)·x`` for that ``x``."""
+    if not before or not before[-1].path.endswith(".aggr_module") or before[-1].output is None:
+        return False
+    conv_path = before[-1].path[: -len(".aggr_module")]
+    try:
+        conv = target.get_submodule(conv_path)
+    except AttributeError:
+        return False
+    if type(conv).__name__ != "GINConv" or not unit.path.startswith(f"{conv_path}.nn."):
+        return False
+    first = next((m for m in conv.nn.modules() if family_of(m) is not None), None)
+    one_plus_eps = 1.0 + float(conv.eps)
+    if first is not unit.module or one_plus_eps < 0:
+        return False
+    earlier = before[:-1]
+    x = earlier[-1].output if earlier else network_input
+    if x is None or x.shape != unit.inputs.shape or not _nonnegative(earlier, input_nonnegative):
+        return False
+    return torch.allclose(unit.inputs, before[-1].output + one_plus_eps * x, rtol=1e-5, atol=1e-6)
 
 
 def connected(output: torch.Tensor, inputs: torch.Tensor) -> bool:

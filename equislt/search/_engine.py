@@ -421,6 +421,7 @@ class Searcher:
         if c.recalibrate_bn:
             self.recalibrate()
         accuracy = self.evaluate()
+        train_accuracy = self.evaluate(self.task.train)  # beside the held-out one: under- or over-fitting
         self.model.eval().cpu()  # the ticket, its masks and its probe fingerprint live on the CPU
         self.task.move_graph(torch.device("cpu"))
         masks = masks_of(self.model)
@@ -438,7 +439,8 @@ class Searcher:
             "version": _version(), "config": c.as_dict(), "data": self.task.source, "device": str(self.device),
             "seed": c.seed,
             "world_size": self.ctx.world_size,
-            "steps": self.step, "test_accuracy": accuracy, "sparsity": counts.sparsity,
+            "steps": self.step, "test_accuracy": accuracy, "train_accuracy": train_accuracy,
+            "sparsity": counts.sparsity,
             "coefficients_kept": counts.kept, "coefficients_masked": counts.total,
             "coefficients_all_layers": all_coefficients, "density_per_layer": per_layer,
             "coverage": coverage(self.model).counts(),
@@ -463,8 +465,8 @@ class Searcher:
             except ImportError:
                 pass
         self.ctx.barrier()  # rank 0 has written the ticket when any process returns
-        self.log(f"search done: test accuracy {_accuracy(accuracy)} at sparsity {counts.sparsity:.3f} "
-                 f"({counts.kept}/{counts.total} coefficients kept)"
+        self.log(f"search done: test accuracy {_accuracy(accuracy)} (training set {_accuracy(train_accuracy)}) "
+                 f"at sparsity {counts.sparsity:.3f} ({counts.kept}/{counts.total} coefficients kept)"
                  + (f"; ticket saved to {self.out / 'ticket.pt'}" if self.out else ""))
         return result
 
