@@ -344,6 +344,32 @@ def paper_width_table() -> str:
             + "\n".join(rows))
 
 
+def paper_width_gap_table() -> str:
+    data = _load("width_gap.json", PAPER)
+    families = data["summary"]
+    epochs = sorted({int(e) for s in families.values() for e in s["tickets"]})
+    rows = ["| family | target: training | target: held out | "
+            + " | ".join(f"ticket, {e} epochs: training | held out" for e in epochs)
+            + " | held-out standard error |", "|---" * (3 + 2 * len(epochs) + 1) + "|"]
+    for s in families.values():
+        cells = [_pm(s["target"]["train_accuracy"]), _pm(s["target"]["test_accuracy"])]
+        for e in epochs:
+            ticket = s["tickets"].get(str(e), {})
+            cells += [_pm(ticket.get("train_accuracy", {})), _pm(ticket.get("test_accuracy", {}))]
+        rows.append(f"| {s['name']} ({s['width']}×, sparsity {s['sparsity']}) | " + " | ".join(cells)
+                    + f" | {s['held_out_standard_error']:.3f} |")
+    names = list(dict.fromkeys(name for s in families.values() for name in s["variants"]))
+    changed = ["| family | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    for s in families.values():
+        changed.append(f"| {s['name']} ({s['variant_width']}×) | " + " | ".join(
+            f"{_pm(s['variants'][n]['train_accuracy'], '.2f')} / {_pm(s['variants'][n]['test_accuracy'], '.2f')}"
+            if n in s["variants"] else "–" for n in names) + " |")
+    return (f"Why GIN and the 2-IGN fall short (`benchmarks/paper/width_gap.py`, {len(data['settings']['seeds'])} "
+            "seeds): accuracy on the training set and held out, of the trained 1× target and of the searched ticket "
+            "after the width study's epochs and three times as many:\n\n" + "\n".join(rows)
+            + "\n\nThe same search with one setting changed (training / held-out accuracy):\n\n" + "\n".join(changed))
+
+
 def report() -> str:
     return "\n\n".join([subset_sum_table(), construct_table(), search_table(), ign_table()])
 
@@ -362,7 +388,7 @@ def report_paper() -> str:
     return "\n\n".join([paper_runs_table(), paper_construction_table(), paper_agreement_sweep_table(),
                          paper_steerable_sweep_table(), paper_search_table(),
                          paper_scaling_table(), paper_laws_table(), paper_pensia_table(), paper_sparse_table(),
-                         paper_width_table()])
+                         paper_width_table(), paper_width_gap_table()])
 
 
 BLOCKS = {"results": report, "paper": report_paper}

@@ -77,16 +77,20 @@ def target_accuracy(key: str, seed: int) -> float:
     return train_target(key, seed)[1]("test")
 
 
-def search_config(key: str, width: int, sparsity: float, epochs: int, lr: float, seed: int) -> SearchConfig:
+def search_config(key: str, width: int, sparsity: float, epochs: int, lr: float, seed: int,
+                  **changes) -> SearchConfig:
+    """The width study's search of ``key`` at ``width``; ``changes`` replace config fields (``model_kwargs``
+    entries are merged into the family's)."""
     family = FAMILIES[key]
-    return SearchConfig(model=family["model"], model_kwargs=family["kwargs"](width), data=family["data"],
+    model_kwargs = {**family["kwargs"](width), **changes.pop("model_kwargs", {})}
+    return SearchConfig(model=family["model"], model_kwargs=model_kwargs, data=family["data"],
                         data_kwargs=family["data_kwargs"], sparsity=sparsity, epochs=epochs, lr=lr,
-                        optimizer="adam", seed=seed, out=None, progress=False)
+                        optimizer="adam", seed=seed, out=None, progress=False, **changes)
 
 
-def search(key: str, width: int, sparsity: float, epochs: int, lr: float, seed: int) -> dict:
+def search(key: str, width: int, sparsity: float, epochs: int, lr: float, seed: int, **changes) -> dict:
     t0 = time.perf_counter()
-    searcher = Searcher(search_config(key, width, sparsity, epochs, lr, seed), log=lambda *_: None)
+    searcher = Searcher(search_config(key, width, sparsity, epochs, lr, seed, **changes), log=lambda *_: None)
     try:
         result = searcher.run()
     finally:

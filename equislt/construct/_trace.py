@@ -352,7 +352,8 @@ def _gin_update_of_nonnegative(target: nn.Module, unit: Unit, before: List[Unit]
     x = earlier[-1].output if earlier else network_input
     if x is None or x.shape != unit.inputs.shape or not _nonnegative(earlier, input_nonnegative):
         return False
-    return torch.allclose(unit.inputs, before[-1].output + one_plus_eps * x, rtol=1e-5, atol=1e-6)
+    return (bool((unit.inputs >= 0).all())
+            and torch.allclose(unit.inputs, before[-1].output + one_plus_eps * x, rtol=1e-5, atol=1e-6))
 
 
 def connected(output: torch.Tensor, inputs: torch.Tensor) -> bool:
