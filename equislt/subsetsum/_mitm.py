@@ -327,27 +327,22 @@ def solve(
         if p > 0:
             chosen = torch.from_numpy(_solve_numba(prob, tol, fewest))
         return finish(prob, chosen, tol)
+    return finish(prob, _solve_sorted(v, t, tol, fewest, backend, int(max_memory_bytes)), tol)
+
+
+def _solve_sorted(v: torch.Tensor, t: torch.Tensor, tol: float | None, fewest: bool, backend: str,
+                  max_memory_bytes: int) -> torch.Tensor:
+    """The sort-based backends (``"numpy"``, ``"torch"``): ``chosen`` [P, N], rows in chunks within the memory
+    budget."""
+    p, n = v.shape
+    dev = v.device
     h_a = (n + 1) // 2
     h_b = n - h_a
     bits_a, bits_b = _bits(h_a, dev), _bits(h_b, dev)
     m_a, m_b = bits_a.shape[0], bits_b.shape[0]
-    rows = max(1, int(max_memory_bytes) // _row_bytes(m_a, m_b, n, fewest))
+    rows = max(1, max_memory_bytes // _row_bytes(m_a, m_b, n, fewest))
     chosen = torch.zeros((p, n), dtype=torch.bool, device=dev)
-    pair: tuple[torch.Tensor, torch.Tensor] | None = None  # (ia, jb) for all rows
-    if backend == "numpy" and p > 0:
-        # numpy value sorts are ~2x faster than torch.sort with indices on CPU;
-        # small chunks stay in cache, threads use all cores (numpy drops the GIL).
-        threads = max(1, torch.get_num_threads())
-        cache_rows = _CPU_CHUNK_BYTES // _row_bytes(m_a, m_b, n, False)
-        step = max(1, min(rows // threads, cache_rows))
-        spans = [(s, min(p, s + step)) for s in range(0, p, step)]
-        v_np, t_np = v.numpy(), t.numpy()
-        with ThreadPoolExecutor(min(threads, len(spans))) as ex:
-            parts = list(ex.map(lambda se: _closest_np(v_np[se[0] : se[1]], t_np[se[0] : se[1]], h_a), spans))
-        pair = (
-            torch.from_numpy(np.concatenate([a for a, _ in parts])),
-            torch.from_numpy(np.concatenate([b for _, b in parts])),
-        )
+    pair = _closest_pairs_numpy(v, t, h_a, rows, m_a, m_b) if backend == "numpy" and p > 0 else None
     with torch.no_grad():
         for s in range(0, p, rows):
             e = min(p, s + rows)
@@ -368,4 +363,20 @@ def solve(
                 del sa, u
             chosen[s:e, :h_a] = bits_a[ia] > 0
             chosen[s:e, h_a:] = bits_b[jb] > 0
-    return finish(prob, chosen, tol)
+    return chosen
+
+
+def _closest_pairs_numpy(v: torch.Tensor, t: torch.Tensor, h_a: int, rows: int, m_a: int,
+                         m_b: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(ia, jb)`` of the closest pair for every row with numpy value sorts (about twice as fast as
+    ``torch.sort`` with indices on CPU): small chunks stay in cache, threads use all cores (numpy drops the GIL)."""
+    p, n = v.shape
+    threads = max(1, torch.get_num_threads())
+    cache_rows = _CPU_CHUNK_BYTES // _row_bytes(m_a, m_b, n, False)
+    step = max(1, min(rows // threads, cache_rows))
+    spans = [(s, min(p, s + step)) for s in range(0, p, step)]
+    v_np, t_np = v.numpy(), t.numpy()
+    with ThreadPoolExecutor(min(threads, len(spans))) as ex:
+        parts = list(ex.map(lambda se: _closest_np(v_np[se[0] : se[1]], t_np[se[0] : se[1]], h_a), spans))
+    return (torch.from_numpy(np.concatenate([a for a, _ in parts])),
+            torch.from_numpy(np.concatenate([b for _, b in parts])))
