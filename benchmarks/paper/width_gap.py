@@ -9,16 +9,18 @@ then more epochs raise both accuracies); a ticket that gains training accuracy w
 accuracy stays or falls generalises worse than the target (more search over-fits). The held-out standard error
 ``sqrt(p(1 − p)/n)`` says which gaps the test set can resolve. Settings the search might be short of are then
 changed one at a time at ``--variant-width`` (twice the depth, three times the learning rate, normally distributed
-random coefficients). Writes ``results/width_gap.json``.
+random coefficients). Writes ``results/width_gap.json``, keeping the families of an earlier run that this one does
+not repeat.
 
     python benchmarks/paper/width_gap.py [--families gin ign] [--width 4] [--sparsity 0.5] [--long 3]
 """
 from __future__ import annotations
 
 import argparse
+import json
 import math
 
-from _common import Timer, run_arguments, setup, stats, write_json
+from _common import RESULTS, Timer, run_arguments, setup, stats, write_json
 from width import FAMILIES, search, train_target
 
 
@@ -83,7 +85,13 @@ def main():
             "variant_width": args.variant_width,
             "variants": {name: {m: stats(r["variants"][name][m] for r in mine)
                                 for m in ("train_accuracy", "test_accuracy")} for name in variants(key, args.lr)}}
+        summary[key]["settings"] = vars(args)
         runs += mine
+    # families of an earlier run that this one does not repeat are kept (run them in parallel processes)
+    path = RESULTS / "width_gap.json"
+    previous = json.loads(path.read_text()) if path.exists() else {"summary": {}, "runs": []}
+    summary = {**{k: v for k, v in previous["summary"].items() if k not in summary}, **summary}
+    runs = [r for r in previous["runs"] if r["family"] not in args.families] + runs
     write_json("width_gap", {"settings": vars(args), "summary": summary, "runs": runs}, clock.start)
 
 
