@@ -175,7 +175,8 @@ def test_the_search_gap_reading_in_the_readme_is_that_of_the_committed_json():
             mean(ign["tickets"]["180"]["train_accuracy"])) == (0.63, 0.42, 0.43)
     assert [mean(ign["variants"][n]["train_accuracy"]) for n in ("twice as deep", "lr x3", "normal init")] == [
         0.44, 0.38, 0.37]
-    assert max(v["train_accuracy"]["mean"] for v in ign["variants"].values()) < ign["target"]["train_accuracy"]["mean"] - 0.15
+    best_variant = max(v["train_accuracy"]["mean"] for v in ign["variants"].values())
+    assert best_variant < ign["target"]["train_accuracy"]["mean"] - 0.15
     assert (mean(gin["target"]["train_accuracy"]), mean(gin["tickets"]["60"]["train_accuracy"]),
             mean(gin["tickets"]["180"]["train_accuracy"])) == (0.74, 0.63, 0.66)
     assert (mean(gin["tickets"]["60"]["test_accuracy"]), mean(gin["tickets"]["180"]["test_accuracy"])) == (0.56, 0.55)

@@ -16,8 +16,9 @@ large layers (expensive to make exact) get a coarser tolerance, small sensitive 
 ``λ`` is the coarsest of ``λ₀·2^-k`` (found by bisection over ``k``) at which the ticket's prediction agreement
 with the target on the given inputs reaches the goal (``criterion="agreement"``), or, stricter, its agreement
 *with a margin* (``criterion="margin"``: an input counts only if the target's gap between its top two logits
-exceeds twice the ticket's largest output error there, so no prediction is counted as kept by luck). An agreement of 0.999 means something only on thousands of
-inputs: on a few hundred, 1.0 still allows flips on others. Layers without a certified slope (graph layers behind
+exceeds twice the ticket's largest output error there, so no prediction is counted as kept by luck). An
+agreement of 0.999 means something only on thousands of inputs: on a few hundred, 1.0 still allows flips on
+others. Layers without a certified slope (graph layers behind
 an aggregation) get the reference allocation ``t_i = λ``.
 """
 from __future__ import annotations
