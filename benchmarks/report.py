@@ -311,8 +311,10 @@ def paper_sparse_table() -> str:
         rows.append(f"| {name} ({s['target_coefficients']:,}) | {_pm(s['closest.kept_over_target'], '.2f')} | "
                     f"{_pm(s['closest.held_out_agreement'], '.4f')} | {_pm(s['sparse.kept_over_target'], '.2f')} | "
                     f"{_pm(s['sparse.selection_agreement'], '.4f')} | {_pm(s['sparse.held_out_agreement'], '.4f')} |")
+    feedback = "without error feedback" if data["settings"].get("no_feedback", True) else "with error feedback"
     return (f"Sparse tickets (`{data['command']}`, {len(data['settings']['seeds'])} seeds; pools of "
-            f"N = {data['settings']['n']}, fewest elements, a tolerance per layer lowered until the agreement on the "
+            f"N = {data['settings']['n']}, fewest elements {feedback}, a tolerance per layer lowered until the "
+            f"agreement on the "
             f"selection inputs reaches {data['settings']['agreement']}; selection: the training inputs; held out: "
             "4 fresh continuous rotations of every test digit, or the test graphs; Pensia et al. kept 9.39×; "
             "figure `benchmarks/paper/results/sparse.png`):\n\n" + "\n".join(rows))

@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 from types import ModuleType
 
-__all__ = ["check_materialised", "escnn_loaded", "import_escnn", "is_geometric", "pyg_linear_class", "pyg_loaded",
+__all__ = ["as_input_of", "check_materialised", "escnn_loaded", "import_escnn", "is_geometric", "pyg_linear_class", "pyg_loaded",
            "tensor_of"]
 
 
@@ -42,6 +42,14 @@ def import_escnn() -> ModuleType:
 def is_geometric(x) -> bool:
     """True for an escnn ``GeometricTensor`` (checked without importing escnn)."""
     return hasattr(x, "tensor") and hasattr(x, "type")
+
+
+def as_input_of(module, tensor):
+    """``tensor`` as ``module`` takes it: an escnn ``GeometricTensor`` of its input type, or itself."""
+    if hasattr(module, "in_type") and not is_geometric(tensor):
+        from escnn import nn as enn
+        return enn.GeometricTensor(tensor, module.in_type)
+    return tensor
 
 
 def tensor_of(x):

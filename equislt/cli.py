@@ -92,6 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     con.add_argument("--method", choices=("subset_sum", "malach", "malach_neurons"), default="subset_sum",
                      help="subset_sum (Pensia/Ferbach, default), malach (one random product per coefficient) or "
                           "malach_neurons (whole hidden fields kept or dropped; no certified bound)")
+    con.add_argument("--feedback", action=argparse.BooleanOptionalAction, default=None,
+                     help="error feedback: fold each residual into the coefficients still to solve so residuals "
+                          "cancel in the output (default: on with --sparse, off otherwise)")
     con.add_argument("--input-nonnegative", action="store_true", help="inputs are >= 0 (e.g. images)")
     con.add_argument("--device", default="cpu", help="where the exact Subset-Sum solver runs: cpu (numba, default), "
                                                       "auto, cuda, cuda:N or mps (its torch backend)")
@@ -236,6 +239,8 @@ def _construct(args) -> None:
             if args.method != "subset_sum":
                 raise ValueError(f"--sparse uses Subset-Sum with the fewest elements, not --method {args.method}")
             options = {} if args.n is None else {"n": args.n}
+            if args.feedback is not None:
+                options["feedback"] = args.feedback
             ticket = construct_sparse(target, inputs, agreement=args.sparse, device=args.device, seed=args.seed,
                                       policy=args.policy, input_nonnegative=args.input_nonnegative,
                                       progress=not args.no_progress, log=print, **options)
@@ -243,7 +248,8 @@ def _construct(args) -> None:
         else:
             ticket = construct(target, inputs, tol=args.tol, device=args.device, eps=args.eps, n=args.n,
                                seed=args.seed, policy=args.policy, fewest=args.fewest, method=args.method,
-                               input_nonnegative=args.input_nonnegative, progress=not args.no_progress, log=print)
+                               feedback=bool(args.feedback), input_nonnegative=args.input_nonnegative,
+                               progress=not args.no_progress, log=print)
         ticket.save(args.out)
     except (OSError, ValueError) as err:
         raise SystemExit(f"equislt construct: {err}")

@@ -42,6 +42,10 @@ def test_demo_construct_fast_path(tmp_path, capsys):
     sparse = Ticket.load(tmp_path / "sparse.pt").certificate
     assert sparse.prediction_agreement >= 0.99 and sparse.tol is None and all(layer.tol for layer in sparse.layers)
     assert sparse.kept_coefficients < Ticket.load(tmp_path / "again.pt").certificate.kept_coefficients
+    assert sparse.feedback and not again.certificate.feedback  # error feedback: on for --sparse, else asked for
+    assert main(["construct", "--target", str(out / "target.pt"), "--tol", "1e-3", "--feedback",
+                 "--input-nonnegative", "--no-progress", "--out", str(tmp_path / "fed.pt")]) == 0
+    assert Ticket.load(tmp_path / "fed.pt").certificate.feedback
 
 
 def test_demo_search_fast_path(tmp_path, capsys):

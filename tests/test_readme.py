@@ -115,20 +115,32 @@ def test_the_laws_in_the_readme_are_those_of_the_committed_json():
 
 
 def test_the_sparse_tickets_in_the_readme_are_those_of_the_committed_json():
-    """sparse.py: construct_sparse keeps about half or fewer of closest subsets' coefficients on every family, reaches the
-    agreement goal on its selection inputs, keeps >= 0.99 held out; the MLP meets the 3x goal."""
+    """sparse.py: construct_sparse (with error feedback) keeps about half or fewer of closest subsets' coefficients on
+    every family, reaches the agreement goal on its selection inputs, keeps >= 0.994 held out; the D4 CNN and the
+    MLP meet the 3x goal on average, the C4 CNN and the 2-IGN miss it narrowly, the graph networks clearly; the
+    README's reading quotes these means."""
     import json
 
     data = json.loads((README.parent / "benchmarks" / "paper" / "results" / "sparse.json").read_text())
-    assert len(data["summary"]) == 6
+    assert len(data["summary"]) == 6 and not data["settings"]["no_feedback"]
     for run in data["runs"]:
         assert run["sparse"]["selection_agreement"] >= data["settings"]["agreement"]
-        assert run["sparse"]["held_out_agreement"] >= 0.99
+        assert run["sparse"]["held_out_agreement"] >= 0.994
         assert run["sparse"]["kept_over_target"] < 0.55 * run["closest"]["kept_over_target"]
-        assert 9 <= run["closest"]["kept_over_target"] <= 16
+        assert 9 <= run["closest"]["kept_over_target"] <= 13
     means = {name: s["sparse.kept_over_target"]["mean"] for name, s in data["summary"].items()}
-    assert 2.85 <= min(means.values()) and max(means.values()) <= 7.55
-    assert means["MLP 289-128-10"] <= 3 and all(m > 3 for name, m in means.items() if not name.startswith("MLP"))
+    assert f"{min(means.values()):.1f}–{max(means.values()):.1f}" == "2.3–4.7"
+    assert means["steerable CNN D4 (8, 16)"] <= 3 and means["MLP 289-64-10"] <= 3
+    assert 3 < means["steerable CNN C4 (8, 16)"] < 3.5 and 3 < means["2-IGN atlas-triangles"] < 3.5
+    assert means["GCN atlas-triangles"] > 4 and means["GIN atlas-triangles"] > 4
+    reading = README.read_text()
+    reading = reading[reading.index("- **Sparse tickets** (`sparse.py`)"):reading.index("- **Search width**")]
+    for name, label in (("steerable CNN D4 (8, 16)", "D4 CNN"), ("MLP 289-64-10", "MLP"),
+                        ("steerable CNN C4 (8, 16)", "C4 CNN"), ("2-IGN atlas-triangles", "2-IGN"),
+                        ("GCN atlas-triangles", "GCN"), ("GIN atlas-triangles", "GIN")):
+        assert f"{means[name]:.2f}×" in reading, (label, means[name])
+    held_out = [run["sparse"]["held_out_agreement"] for run in data["runs"]]
+    assert f"{min(held_out):.3f}–{max(held_out):.3f}" == "0.994–1.000"
 
 
 def test_the_search_width_reading_in_the_readme_is_that_of_the_committed_json():

@@ -1,4 +1,6 @@
 """Sparse tickets: per-layer tolerances, fewest elements (closest among the fewest), the agreement goal."""
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -52,14 +54,18 @@ def test_construct_sparse_keeps_fewer_coefficients_at_the_agreement_goal():
     assert cert.prediction_agreement >= 0.99 and cert.rows_over_tol == 0
     assert cert.kept_coefficients < closest.kept_coefficients / 2
     assert lines and all("construct_sparse: level" in line for line in lines)
-    # bisection: at most ceil(log2(6)) + 1 levels built; the ticket is the coarsest tried level that agrees
-    assert len(lines) <= 4
+    # bisection: at most ceil(log2(6)) + 1 levels built, then the half step between the agreeing level and the
+    # coarser one that failed; the ticket is the coarsest tried level that agrees
+    assert len(lines) <= 5
     tried = {}
     for line in lines:
         kept = int(line.split("kept ")[1].split(" ")[0].replace(",", ""))
         tried[float(line.split("level ")[1].split(":")[0])] = (float(line.split("agreement ")[1].split(",")[0]), kept)
     coarsest = max(level for level, (agreed, _) in tried.items() if agreed >= 0.99)
     assert tried[coarsest][1] == cert.kept_coefficients
+    half_steps = [level for level in tried if abs(round(math.log2(1e-2 / level)) - math.log2(1e-2 / level)) > 0.4]
+    assert len(half_steps) == 1 and min(tried) < half_steps[0] < max(tried)
+    assert cert.feedback  # construct_sparse solves with error feedback by default
     # the margin criterion is stricter: a prediction kept with a margin is kept
     strict = construct_sparse(target, x, agreement=0.99, criterion="margin", n=16, start=1e-2, steps=6,
                               progress=False)

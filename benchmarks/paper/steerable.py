@@ -4,13 +4,13 @@ Per group: a target steerable CNN over regular fields (trained briefly); tickets
 of N (policy "report", so rows over tol are counted, not widened) and the default ``tol=1e-5`` run (policy
 "widen"), each evaluated as the pruned random network itself on the held-out digits (accuracy, agreement with
 the target, max output error, certified bound, counts, invariance error under exact 90° rotations and, for
-D4, flips); tickets by supermask search (edge-popup) in a wider random network at a few sparsities, with the
-same invariance check. Everything is repeated for each seed (target initialisation and data order, random
+D4, flips); tickets by supermask search (edge-popup) in a wider random network (at sparsity 0.5 unless
+``--search-sparsities`` lists more), with the same invariance check. Everything is repeated for each seed (target initialisation and data order, random
 network, search) and summarised as mean ± std over the seeds. ``--data DIR`` replaces the bundled digits by a
 directory of MNIST-style IDX files. Writes ``results/steerable.json`` and ``results/steerable.png``.
 
     python benchmarks/paper/steerable.py [--seeds 0 1 2] [--groups c4,d4] [--channels 8 16] [--ns 8 10 12 14 16]
-        [--target-epochs 10] [--search-sparsities 0.5 0.7] [--search-channels 16 32] [--search-epochs 10]
+        [--target-epochs 10] [--search-sparsities 0.5] [--search-channels 16 32] [--search-epochs 10]
         [--data DIR] [--plot-only]
 """
 from __future__ import annotations
@@ -201,7 +201,7 @@ def main():
     parser.add_argument("--search-channels", type=int, nargs="+", default=[16, 32])
     data_arguments(parser, "images (a directory of IDX files or of class folders, or a .npz)")
     parser.add_argument("--plot-only", action="store_true", help="redraw the PNG from results/steerable.json")
-    search_arguments(parser, sparsities=(0.5, 0.7), epochs=10, lr=0.05)
+    search_arguments(parser, sparsities=(0.5,), epochs=10, lr=0.05)
     run_arguments(parser)
     args = parser.parse_args()
     if args.plot_only:

@@ -156,6 +156,7 @@ class Certificate:
     measured_on: str = "literal"  # the network the measured numbers come from: "compact" or "literal"
     assumptions: List[str] = field(default_factory=list)  # what the bound takes for granted beyond the code
     method: str = "subset_sum"  # how the masks were chosen: "subset_sum" or "malach" (construct's method)
+    feedback: bool = False  # the problems were solved with error feedback (construct's feedback=True)
 
     @property
     def target_coefficients(self) -> int:

@@ -16,6 +16,7 @@ from ..subsetsum import MAX_N
 from ..ticket import Ticket
 from ._build import LayerBlocks
 from ._certificate import Certificate, LayerCertificate, layer_error_terms, network_bound, timed
+from ._feedback import FEEDBACK_SAMPLES
 from ._layout import LayerPlan
 from ._policy import Tolerance, solve_within_tolerance
 from ._neurons import solve_neurons
@@ -86,8 +87,8 @@ def _radius(inputs, input_radius: Optional[float]) -> float:
 def construct(target: nn.Module, inputs, *, tol: Union[float, Mapping[str, float]] = 1e-3, n: Optional[int] = None,
               eps: Optional[float] = None, seed: int = 0, policy: str = "widen", max_n: Optional[int] = None,
               fewest: bool = False, input_nonnegative: bool = False, input_radius: Optional[float] = None,
-              verify: str = "compact", device="cpu", method: str = "subset_sum", progress: bool = True,
-              log=None) -> Ticket:
+              verify: str = "compact", device="cpu", method: str = "subset_sum", feedback: bool = False,
+              progress: bool = True, log=None) -> Ticket:
     r"""Prune a random overparametrised network to approximate ``target`` (Pensia et al. 2020 lifted to
     equivariant coefficients, Ferbach et al. 2023; or Malach et al. 2020's single products, ``method="malach"``).
 
@@ -131,6 +132,12 @@ def construct(target: nn.Module, inputs, *, tol: Union[float, Mapping[str, float
         ``"malach_neurons"``: keep or drop whole hidden fields of the dense random block (Malach et al.'s neuron
         subnetworks, a structured mask; :mod:`equislt.construct._neurons`), fitted on the first
         ``NEURON_FIT_SAMPLES`` inputs; ``2N`` hidden fields per input field; no certified bound.
+    feedback : error feedback (GPTQ in coefficient space, :mod:`equislt.construct._feedback`): solve each layer's
+        problems one basis column at a time and fold each residual into the targets still to come, weighted by
+        the second moments of the layer's inputs on the first ``FEEDBACK_SAMPLES`` inputs, so residuals cancel in
+        the output: the same number of kept coefficients for several times less output error (or, at one
+        agreement, a coarser ``tol`` and fewer coefficients). Per-coefficient residuals against the target then
+        exceed ``tol`` (the certified bound grows; the measured error falls). Not for ``"malach_neurons"``.
 
     The random network is never built as modules: each layer's random coefficients are drawn from the seed one
     chunk of input fields at a time, solved, and dropped; the ticket keeps the masks and runs in its compact form.
@@ -145,14 +152,18 @@ def construct(target: nn.Module, inputs, *, tol: Union[float, Mapping[str, float
         raise ValueError(f"construct: input_radius must be finite and >= 0, got {input_radius}")
     check_inputs(target, inputs, input_nonnegative)
     neurons = method == "malach_neurons"
+    if feedback and neurons:
+        raise ValueError("construct: feedback=True moves the targets of coefficient problems; method="
+                         "'malach_neurons' keeps whole hidden fields and has none (use 'subset_sum' or 'malach')")
     seconds = {"trace": 0.0, "draw": 0.0, "solve": 0.0}
+    samples = NEURON_FIT_SAMPLES if neurons else FEEDBACK_SAMPLES if feedback else TRACE_SAMPLES
     with timed(seconds, "trace"):
-        trace = trace_target(target, inputs, input_nonnegative, NEURON_FIT_SAMPLES if neurons else TRACE_SAMPLES)
+        trace = trace_target(target, inputs, input_nonnegative, samples)
         tols = _layer_tolerances(tol, trace.layers)
         plans = [_plan(layer, *_pools(n, tols[layer.path], tolerance.method, neurons)) for layer in trace.layers]
         units = {unit.path: unit for unit in trace.units if unit.kind == "linear"}
     certificate = Certificate(eps=eps, tol=None if isinstance(tol, Mapping) else float(tol), input_radius=0.0,
-                              method=method)
+                              method=method, feedback=bool(feedback))
     masks, terms = {}, {}
     for layer, plan in tqdm(list(zip(trace.layers, plans)), desc="construct", disable=not progress, leave=False):
         layer_tolerance = dataclasses.replace(tolerance, tol=tols[layer.path])
@@ -161,7 +172,8 @@ def construct(target: nn.Module, inputs, *, tol: Union[float, Mapping[str, float
                 solution = solve_neurons(layer, units[layer.path], plan, seed, layer_tolerance.tol, fewest)
         else:
             solution = solve_within_tolerance(layer, plan, seed, layer_tolerance, seconds,
-                                              LayerBlocks.of(layer.module, layer.family))
+                                              LayerBlocks.of(layer.module, layer.family),
+                                              units[layer.path] if feedback else None)
         block_masks = {f"{plan.path}.{part}": named for part, named in solution.masks.items()}
         masks.update(block_masks)
         terms[layer.path] = layer_error_terms(layer, solution, plan.gain)

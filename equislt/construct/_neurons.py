@@ -20,7 +20,7 @@ from typing import Dict
 
 import torch
 
-from .._compat import is_geometric, tensor_of
+from .._compat import as_input_of, tensor_of
 from ._build import LayerBlocks, random_block
 from ._layout import LayerPlan
 from ._solve import LayerSolution, solve_bias
@@ -49,7 +49,7 @@ def select_fields(gram: torch.Tensor, correlation: torch.Tensor, max_flips: int 
 
 def _contributions(block, family, layer_inputs, extra: tuple, fields: range) -> torch.Tensor:
     """``[S·out, len(fields)]``: each hidden field's contribution ``M2 P_j σ(M1 x)`` on the traced inputs."""
-    t = tensor_of(block.relu(block.lift(_wrap(block.lift, layer_inputs), *extra)))
+    t = tensor_of(block.relu(block.lift(as_input_of(block.lift, layer_inputs), *extra)))
     columns = []
     per_pass = max(1, PASS_BYTES // max(t.numel() * t.element_size(), 1))
     for start in range(0, len(fields), per_pass):
@@ -59,17 +59,9 @@ def _contributions(block, family, layer_inputs, extra: tuple, fields: range) -> 
             channels = family.field_channels(block.lift, j)
             masked[i][:, channels] = t[:, channels]
         repeated = tuple(a.repeat((len(chunk),) + (1,) * (a.dim() - 1)) if torch.is_tensor(a) else a for a in extra)
-        out = tensor_of(block.mix(_wrap(block.mix, masked.reshape((-1,) + tuple(t.shape[1:]))), *repeated))
+        out = tensor_of(block.mix(as_input_of(block.mix, masked.reshape((-1,) + tuple(t.shape[1:]))), *repeated))
         columns.append(out.reshape(len(chunk), -1).T)
     return torch.cat(columns, dim=1).double()
-
-
-def _wrap(module, tensor: torch.Tensor):
-    """``tensor`` as ``module`` takes it: an escnn ``GeometricTensor`` of its input type, or itself."""
-    if hasattr(module, "in_type") and not is_geometric(tensor):
-        from escnn import nn as enn
-        return enn.GeometricTensor(tensor, module.in_type)
-    return tensor
 
 
 def solve_neurons(layer, unit, plan: LayerPlan, seed: int, tol: float, fewest: bool) -> LayerSolution:
@@ -84,7 +76,7 @@ def solve_neurons(layer, unit, plan: LayerPlan, seed: int, tol: float, fewest: b
         getattr(weight_only, family.weight_name(weight_only)).copy_(
             layer.alpha.view_as(getattr(weight_only, family.weight_name(weight_only))))
         weight_only.eval()
-        target = tensor_of(weight_only(_wrap(weight_only, unit.inputs), *unit.extra)).reshape(-1).double() / plan.gain
+        target = tensor_of(weight_only(as_input_of(weight_only, unit.inputs), *unit.extra)).reshape(-1).double() / plan.gain
         contributions = _contributions(block, family, unit.inputs, unit.extra, range(lift.layout.total))
     keep = select_fields(contributions.T @ contributions, contributions.T @ target)
     lift_mask = torch.zeros(lift.numel, dtype=torch.bool)

@@ -19,6 +19,7 @@ import torch
 from ..subsetsum import MAX_N
 from ._build import LayerBlocks
 from ._certificate import timed
+from ._feedback import LayerFeedback
 from ._layout import LayerPlan
 from ._solve import METHODS, FieldSolution, LayerSolution, field_chunks, field_targets, layer_solution, solve_bias, solve_fields
 
@@ -88,7 +89,8 @@ def _solve_weights(layer, plan: LayerPlan, blocks: LayerBlocks, seed: int, toler
         previous = None
         while pending:
             targets = field_targets(pending, mix, blocks.mix_blocks, alpha)
-            solutions.update(solve_fields(pending, lift, mix, targets, halves, seed, plan.path, tolerance.tol,
+            goals = {half: sign * targets for half, sign in halves}
+            solutions.update(solve_fields(pending, lift, mix, goals, halves, seed, plan.path, tolerance.tol,
                                           tolerance.fewest, seconds, previous, tolerance.device, tolerance.method))
             if tolerance.policy != "widen":
                 break
@@ -98,6 +100,37 @@ def _solve_weights(layer, plan: LayerPlan, blocks: LayerBlocks, seed: int, toler
             if pending:
                 lift, mix = blocks.tensors(plan.layout(blocks.n_fields))
                 previous = {b: solutions[b] for b in pending}
+    return solutions
+
+
+def _solve_with_feedback(layer, plan: LayerPlan, blocks: LayerBlocks, seed: int, tolerance: Tolerance,
+                         seconds: Dict[str, float], feedback: LayerFeedback) -> Dict[int, FieldSolution]:
+    """The problems one feedback step at a time (:mod:`._feedback`): solve the step's rows toward their moved
+    goals (widening the field while the policy does), then fold their residuals into the later goals."""
+    halves, numel = _halves(layer), layer.alpha.numel()
+    flat = torch.arange(numel).view(layer.alpha.shape)
+    solutions: Dict[int, FieldSolution] = {}
+    for step, (b, positions) in enumerate(feedback.steps):
+        lift, mix = blocks.tensors(plan.layout(blocks.n_fields))
+        columns = field_targets([b], mix, blocks.mix_blocks, flat)[0]  # flat positions of field b's columns
+        rows = {half: torch.isin(columns, positions)[None] for half, _ in halves}
+        previous = {b: solutions[b]} if b in solutions else None
+        while True:
+            goals = {half: goal[columns][None] for (half, _), goal in zip(halves, feedback.half_goals(len(halves)))}
+            solutions.update(solve_fields([b], lift, mix, goals, halves, seed, plan.path, tolerance.tol,
+                                          tolerance.fewest, seconds, previous, tolerance.device, tolerance.method,
+                                          rows=rows))
+            rows = {half: rows[half] & (solutions[b].residual[half].abs() > tolerance.tol)[None] for half, _ in halves}
+            if tolerance.policy != "widen" or not any(r.any() for r in rows.values()) or \
+                    not tolerance.can_grow(plan, b, solutions[b]):
+                break
+            plan.widen([b], tolerance.growth(plan, b))
+            lift, mix = blocks.tensors(plan.layout(blocks.n_fields))
+            previous = {b: solutions[b]}
+        residual = torch.zeros(len(halves) * numel, dtype=torch.float64)
+        for h, (half, _) in enumerate(halves):
+            residual[h * numel + columns] = solutions[b].residual[half]
+        feedback.propagate(step, residual)
     return solutions
 
 
@@ -116,10 +149,11 @@ def _solve_bias(layer, plan: LayerPlan, seed: int, tolerance: Tolerance):
 
 
 def solve_within_tolerance(layer, plan: LayerPlan, seed: int, tolerance: Tolerance, seconds: Dict[str, float],
-                           blocks: Optional[LayerBlocks] = None) -> LayerSolution:
+                           blocks: Optional[LayerBlocks] = None, traced=None) -> LayerSolution:
     """Solve one layer's problems and apply the policy (see the module docstring); ``plan`` records the widths
-    the policy chose. A layer whose coefficients are all zero (``plan.gain == 0``) keeps nothing. Times go to
-    ``seconds`` (``draw``, ``solve``)."""
+    the policy chose. With ``traced`` (the layer's traced call, a :class:`~equislt.construct._trace.Unit`) the
+    problems are solved with error feedback on its inputs (:mod:`._feedback`). A layer whose coefficients are all
+    zero (``plan.gain == 0``) keeps nothing. Times go to ``seconds`` (``draw``, ``solve``, ``feedback``)."""
     blocks = LayerBlocks.of(layer.module, layer.family) if blocks is None else blocks
     halves = _halves(layer)
     if plan.gain == 0:  # nothing to approximate: no problem, nothing kept
@@ -127,11 +161,24 @@ def solve_within_tolerance(layer, plan: LayerPlan, seed: int, tolerance: Toleran
         solution = layer_solution({}, lift, mix, blocks.mix_blocks, layer.alpha, halves)
         solution.n_problems = 0
         return solution
-    solutions = _solve_weights(layer, plan, blocks, seed, tolerance, seconds)
+    feedback = None
+    if traced is None:
+        solutions = _solve_weights(layer, plan, blocks, seed, tolerance, seconds)
+    else:
+        with timed(seconds, "feedback"):
+            feedback = LayerFeedback.of(layer, traced, blocks, halves, layer.alpha.double() / plan.gain)
+        solutions = _solve_with_feedback(layer, plan, blocks, seed, tolerance, seconds, feedback)
     with timed(seconds, "solve"):
         bias_mask, bias_residual = _solve_bias(layer, plan, seed, tolerance)
     lift, mix = blocks.tensors(plan.layout(blocks.n_fields))
     solution = layer_solution(solutions, lift, mix, blocks.mix_blocks, layer.alpha, halves, bias_mask, bias_residual)
+    if feedback is not None:  # residuals against the target itself; the problems' own goals moved
+        alpha = layer.alpha.double() / plan.gain
+        for (half, sign), goal in zip(halves, feedback.half_goals(len(halves))):
+            solution.goal_shift[half] = goal.view(alpha.shape) - sign * alpha
+        solution.weight_residual_pos += solution.goal_shift["pos"]
+        if "neg" in solution.goal_shift:
+            solution.weight_residual_neg += solution.goal_shift["neg"]
     over = solution.rows_over(tolerance.tol)
     if over and tolerance.policy == "raise":
         raise ValueError(f"construct: {over} Subset-Sum rows of {plan.path} exceed tol={tolerance.tol} "

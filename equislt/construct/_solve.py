@@ -72,8 +72,10 @@ class FieldSolution:
 @dataclass
 class LayerSolution:
     """Residuals (``chosen sum − target``, normalised units) of one layer's problems in the layout of the target's
-    weight coefficients (``weight_residual_neg`` all zeros when the input is non-negative) and of its bias, the
-    masks of the block's coefficient tensors (``{"lift": {name: mask}, "mix": ..., "bias": ...}``) and counts.
+    weight coefficients (``weight_residual_neg`` all zeros when the input is non-negative; with error feedback,
+    :mod:`._feedback`, against the target itself, ``goal_shift`` being each moved goal minus the target) and of
+    its bias, the masks of the block's coefficient tensors (``{"lift": {name: mask}, "mix": ..., "bias": ...}``)
+    and counts.
     A neuron subnetwork (:mod:`._neurons`) has no weight residuals (empty) and its ``fit_relative_error``."""
 
     weight_residual_pos: torch.Tensor
@@ -83,9 +85,16 @@ class LayerSolution:
     masks: Dict[str, Dict[str, torch.Tensor]] = field(default_factory=dict, repr=False)
     pool_sizes: Dict[str, float] = field(default_factory=dict)
     fit_relative_error: Optional[float] = None  # neuron subnetworks: the layer's relative fit error (no residuals)
+    goal_shift: Dict[str, torch.Tensor] = field(default_factory=dict, repr=False)  # error feedback: goal − target
 
     def weight_rows_over(self, tol: float) -> int:
-        return int((self.weight_residual_pos.abs() > tol).sum() + (self.weight_residual_neg.abs() > tol).sum())
+        """Problems whose residual to their own goal (the target, or with error feedback the moved target)
+        exceeds ``tol``."""
+        over = 0
+        for half, residual in (("pos", self.weight_residual_pos), ("neg", self.weight_residual_neg)):
+            shift = self.goal_shift.get(half)
+            over += int(((residual if shift is None else residual - shift).abs() > tol).sum())
+        return over
 
     def bias_rows_over(self, tol: float) -> int:
         return int((self.bias_residual.abs() > tol).sum())
@@ -178,60 +187,64 @@ def same_type_groups(fields: Sequence[int], mix: WideTensor) -> List[List[int]]:
     return list(groups.values())
 
 
-def solve_fields(fields: Sequence[int], lift: WideTensor, mix: WideTensor, targets: torch.Tensor, halves,
+def solve_fields(fields: Sequence[int], lift: WideTensor, mix: WideTensor, goals: Dict[str, torch.Tensor], halves,
                  seed: int, path: str, tol, fewest: bool, seconds: Optional[Dict[str, float]] = None,
                  previous: Optional[Dict[int, FieldSolution]] = None, device=None,
-                 method: str = "subset_sum") -> Dict[int, FieldSolution]:
-    """Solve the problems of ``fields`` (one type; ``targets [len(fields), C]`` normalised) in one batched call.
+                 method: str = "subset_sum",
+                 rows: Optional[Dict[str, torch.Tensor]] = None) -> Dict[int, FieldSolution]:
+    """Solve the problems of ``fields`` (one type; ``goals[half] [len(fields), C]``: each half's targets,
+    normalised and signed) in one batched call.
 
     With ``previous`` (the fields' solutions before they were widened) only the rows over ``tol`` are solved
     again, over the widened pools; the other rows keep their subsets, which the widened pools still contain (a
-    pool is the first copies of its sign, and widening appends copies). Times go to ``seconds`` (``draw``: the
+    pool is the first copies of its sign, and widening appends copies). ``rows[half] [len(fields), C]`` solves
+    only those rows (the others keep ``previous``'s subsets, or none). Times go to ``seconds`` (``draw``: the
     draws and the problems, ``solve``: the exact solver, on ``device``: default the CPU). With ``fewest`` or
     ``method="malach"`` the lift keeps only the copies some mix coefficient uses."""
     seconds = {} if seconds is None else seconds
-    redo = None
-    if previous is not None:
+    redo = rows
+    if previous is not None and rows is None:
         redo = {half: torch.stack([previous[b].residual[half].abs() > tol for b in fields]) for half, _ in halves}
     with timed(seconds, "draw"):
-        pools, problems = _problems(fields, lift, mix, targets, halves, seed, path, redo, method)
+        pools, problems = _problems(fields, lift, mix, goals, halves, seed, path, redo, method)
     with timed(seconds, "solve"):
-        values, valid, goals, packing = problems
+        values, valid, row_goals, packing = problems
         width = max(v.shape[1] for v in values)
         values = torch.cat([F.pad(v, (0, width - v.shape[1])) for v in values])
         valid = torch.cat([F.pad(v, (0, width - v.shape[1])) for v in valid])
         if method == "malach":
-            result = closest_single(values, torch.cat(goals), valid, tol=tol, device=device)
+            result = closest_single(values, torch.cat(row_goals), valid, tol=tol, device=device)
         else:
-            result = solve(values, torch.cat(goals), valid, tol=tol, fewest=fewest and tol is not None, device=device)
+            result = solve(values, torch.cat(row_goals), valid, tol=tol, fewest=fewest and tol is not None, device=device)
     return _field_solutions(fields, result, packing, pools, [int(mix.layout.widths[b]) for b in fields], halves,
                             previous, used_only=fewest or method == "malach")
 
 
-def _problems(fields, lift: WideTensor, mix: WideTensor, targets, halves, seed: int, path: str, redo=None,
+def _problems(fields, lift: WideTensor, mix: WideTensor, goals, halves, seed: int, path: str, redo=None,
               method: str = "subset_sum"):
-    """The draws of ``fields`` and their problems: one row per (field, column, half) over the half's pool (only
-    the rows ``redo[half] [B, C]`` when given)."""
+    """The draws of ``fields`` and their problems: one row per (field, column, half) over the half's pool toward
+    ``goals[half]`` (only the rows ``redo[half] [B, C]`` when given)."""
     layout: HiddenLayout = mix.layout
     widths = torch.tensor([int(layout.widths[b]) for b in fields])
     u = _identity_coefficients(fields, lift, seed, path)  # [B, W]
     caps = torch.tensor([pool_cap(layout, b, method) for b in fields])
     pools = {"pos": _cap(u > 0, caps), "neg": _cap(u < 0, caps)}
     n_fields, longest = u.shape
-    draws = torch.zeros(n_fields, longest, targets.shape[1], dtype=torch.float32)
+    columns = next(iter(goals.values())).shape[1]
+    draws = torch.zeros(n_fields, longest, columns, dtype=torch.float32)
     for j, b in enumerate(fields):
         draws[j, :widths[j]] = field_draw(mix, b, seed, f"{path}.mix")
-    values, valid, goals, packing = [], [], [], []
-    for half, sign in halves:
+    values, valid, rows_goals, packing = [], [], [], []
+    for half, _ in halves:
         order, ok = _left_packed(pools[half])  # [B, L]: copies t of each field's pool
-        rows = torch.ones(targets.shape, dtype=torch.bool) if redo is None else redo[half]  # [B, C]
+        rows = torch.ones((n_fields, columns), dtype=torch.bool) if redo is None else redo[half]  # [B, C]
         candidates = torch.gather(draws, 1, order[:, :, None].expand(-1, -1, draws.shape[2])).permute(0, 2, 1)
         scale = torch.gather(u.abs(), 1, order)  # |u_j|
-        values.append(candidates[rows].double() * scale[:, None, :].expand(-1, targets.shape[1], -1)[rows])  # [R, L]
-        valid.append(ok[:, None, :].expand(-1, targets.shape[1], -1)[rows])
-        goals.append((sign * targets)[rows])
+        values.append(candidates[rows].double() * scale[:, None, :].expand(-1, columns, -1)[rows])  # [R, L]
+        valid.append(ok[:, None, :].expand(-1, columns, -1)[rows])
+        rows_goals.append(goals[half].double()[rows])
         packing.append((half, order, rows))
-    return pools, (values, valid, goals, packing)
+    return pools, (values, valid, rows_goals, packing)
 
 
 def _field_solutions(fields, result, packing, pools, widths, halves, previous=None,

@@ -19,7 +19,11 @@ with the target on the given inputs reaches the goal (``criterion="agreement"``)
 exceeds twice the ticket's largest output error there, so no prediction is counted as kept by luck). An
 agreement of 0.999 means something only on thousands of inputs: on a few hundred, 1.0 still allows flips on
 others. Layers without a certified slope (graph layers behind
-an aggregation) get the reference allocation ``t_i = λ``.
+an aggregation) get the reference allocation ``t_i = λ``. After the bisection, the level halfway (geometrically)
+between the agreeing one and the coarser one that failed is tried too.
+
+Error feedback (``feedback=True``, the default here; :mod:`._feedback`) makes each layer's residuals cancel in
+its output on the traced inputs, so the same agreement holds at a coarser level: fewer kept coefficients.
 """
 from __future__ import annotations
 
@@ -70,8 +74,10 @@ CRITERIA = ("agreement", "margin")
 
 def construct_sparse(target: nn.Module, inputs, *, agreement: float = 0.999, criterion: str = "agreement",
                      n: int = MAX_N, start: float = 4e-3, steps: int = 10, seed: int = 0,
-                     input_nonnegative: bool = False, progress: bool = True, log=None, **options) -> Ticket:
-    """A ticket keeping few coefficients (``fewest=True``, pools of ``n`` summands) whose predictions agree with
+                     input_nonnegative: bool = False, feedback: bool = True, progress: bool = True, log=None,
+                     **options) -> Ticket:
+    """A ticket keeping few coefficients (``fewest=True``, pools of ``n`` summands, error feedback unless
+    ``feedback=False``: see :func:`~equislt.construct.construct`) whose predictions agree with
     ``target``'s on at least ``agreement`` of ``inputs`` (``criterion="margin"``: with a margin,
     :func:`margin_agreement`), with per-layer tolerances :func:`sparse_tolerances` at the coarsest level among
     ``start·2^-k``, ``k < steps``, that agrees, found by bisection (see the module docstring).
@@ -85,12 +91,12 @@ def construct_sparse(target: nn.Module, inputs, *, agreement: float = 0.999, cri
         raise ValueError(f"construct_sparse: criterion must be one of {CRITERIA}, got {criterion!r}")
     if int(steps) < 1 or not 0 < start < 1:
         raise ValueError(f"construct_sparse: need steps >= 1 and 0 < start < 1, got steps={steps}, start={start}")
-    common = dict(n=n, fewest=True, seed=seed, input_nonnegative=input_nonnegative, progress=progress,
-                  **options)
+    common = dict(n=n, fewest=True, seed=seed, input_nonnegative=input_nonnegative, feedback=feedback,
+                  progress=progress, **options)
     reference = construct(target, inputs, tol=SPARSE_REFERENCE_TOL, **common).certificate
     tried = {}
 
-    def attempt(k: int):
+    def attempt(k: float):
         level = float(start) * 2.0 ** -k
         ticket = construct(target, inputs, tol=sparse_tolerances(reference, level), **common)
         cert = ticket.certificate
@@ -103,7 +109,7 @@ def construct_sparse(target: nn.Module, inputs, *, agreement: float = 0.999, cri
                 f"({cert.kept_coefficients / max(cert.target_coefficients, 1):.2f}× the target)")
         return tried[k][1] >= agreement
 
-    low, high = 0, int(steps) - 1  # the answer is the smallest k that agrees (finer levels agree more)
+    low, high = 0, int(steps) - 1  # the smallest k that agrees (finer levels agree more), then k − 1/2
     while low < high:  # the finest level, the most expensive, is built only if no coarser one agrees
         middle = (low + high) // 2
         if attempt(middle):
@@ -113,4 +119,6 @@ def construct_sparse(target: nn.Module, inputs, *, agreement: float = 0.999, cri
     if high not in tried and not attempt(high):
         raise ValueError(f"construct_sparse: even level {start * 2.0 ** -high:.2e} agrees on only "
                          f"{tried[high][1]:.4f} of the inputs (goal {agreement}); pass more steps")
+    if high > 0 and attempt(high - 0.5):  # between the coarser level that fails and the one that agrees
+        return tried[high - 0.5][0]
     return tried[high][0]

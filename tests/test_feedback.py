@@ -1,0 +1,123 @@
+"""Error feedback: residuals folded into the coefficients still to solve (GPTQ in coefficient space)."""
+import pytest
+import torch
+from torch import nn
+
+from equislt import Ticket
+from equislt.construct import construct
+from equislt.construct._build import LayerBlocks
+from equislt.construct._feedback import DAMPING, LayerFeedback
+from equislt.construct._trace import trace_target
+from equislt.testing import assert_equivariant, equivariance_error
+
+
+def _correlated_inputs(count: int, dim: int, rank: int = 3, seed: int = 0) -> torch.Tensor:
+    """Inputs near one ``rank``-dimensional subspace (as images and hidden features are): where feedback helps;
+    ``seed`` draws the samples, the subspace is always the same."""
+    basis = torch.randn(rank, dim, generator=torch.Generator().manual_seed(1234))
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(count, rank, generator=g) @ basis + 0.05 * torch.randn(count, dim, generator=g)
+
+
+def _mlp():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(12, 16), nn.ReLU(), nn.Linear(16, 4)).eval()
+
+
+def test_the_update_is_the_least_squares_correction_of_the_later_coefficients():
+    """After a step with residual ``r`` on features ``Q``, the later targets move by ``δ_R = −H_RR⁻¹ H_RQ r``
+    (``H`` the damped second moment of the features ``σ(±x_j)``): the correction that minimises the layer's
+    output error on the traced inputs given ``r``."""
+    target, x = _mlp(), _correlated_inputs(256, 12)
+    trace = trace_target(target, x, samples=256)
+    layer, unit = trace.layers[0], next(u for u in trace.units if u.path == "0")
+    halves = [("pos", 1.0), ("neg", -1.0)]
+    alpha = layer.alpha.double()
+    feedback = LayerFeedback.of(layer, unit, LayerBlocks.of(layer.module, layer.family), halves, alpha)
+    # features in natural order: (input j, half h); weight [16, 12] flattened row-major
+    phi = torch.cat([torch.relu(x), torch.relu(-x)], dim=1).double()  # [S, 24]: feature (h, j) at h * 12 + j
+    moment = phi.T @ phi
+    moment += DAMPING * moment.diagonal().mean() * torch.eye(24, dtype=torch.float64)
+    b, positions = feedback.steps[0]
+    assert torch.equal(positions, torch.arange(16) * 12 + b)  # the column of input field b
+    q = [b, 12 + b]  # its two halves
+    rest = [j for j in range(24) if j not in q]
+    residual = torch.zeros(2 * alpha.numel(), dtype=torch.float64)
+    r = torch.randn(16, 2, dtype=torch.float64)
+    residual[positions] = r[:, 0]
+    residual[alpha.numel() + positions] = r[:, 1]
+    before = feedback.goals.clone()
+    feedback.propagate(0, residual)
+    expected = -(torch.linalg.solve(moment[rest][:, rest], moment[rest][:, q]) @ r.T).T  # [16 outputs, 22]
+    moved = (feedback.goals - before).view(2, 16, 12)  # (half, output, input)
+    got = torch.cat([moved[0], moved[1]], dim=1)[:, rest]
+    assert torch.allclose(got, expected, atol=1e-9)
+    assert torch.equal(moved[:, :, b], torch.zeros(2, 16, dtype=torch.float64))  # the solved column stays
+
+
+def test_feedback_lowers_the_output_error_at_the_same_kept_count(tmp_path):
+    target, x = _mlp(), _correlated_inputs(1024, 12)
+    plain = construct(target, x, tol=3e-3, n=16, fewest=True, progress=False)
+    fed = construct(target, x, tol=3e-3, n=16, fewest=True, feedback=True, progress=False)
+    a, b = plain.certificate, fed.certificate
+    assert b.feedback and not a.feedback
+    assert abs(b.kept_coefficients - a.kept_coefficients) <= 0.1 * a.kept_coefficients
+    held_out = _correlated_inputs(256, 12, seed=1)
+    with torch.no_grad():
+        f = target(held_out)
+        error = {name: float((f - t.compiled(held_out)).norm() / f.norm()) for name, t in (("plain", plain),
+                                                                                             ("fed", fed))}
+    assert error["fed"] < error["plain"] / 2, error
+    # every problem is within tol of its moved goal; against the target's own coefficients the residuals are
+    # larger (they were moved to cancel in the output), and the certificate says so
+    assert b.rows_over_tol == 0
+    assert max(layer.coefficient_residual["max"] for layer in b.layers) > 3e-3
+    ticket_path = tmp_path / "fed.pt"
+    fed.save(ticket_path)
+    loaded = Ticket.load(ticket_path, target=target)
+    assert loaded.certificate.feedback
+    with torch.no_grad():
+        assert torch.equal(loaded.compiled(held_out), fed.compiled(held_out))
+
+
+def test_a_feedback_ticket_of_a_steerable_cnn_is_exactly_equivariant():
+    from equislt.models import steerable_cnn
+
+    torch.manual_seed(0)
+    target = steerable_cnn("d4", channels=(2, 3), kernel_size=3, input_size=9, num_classes=4).eval()
+    x = torch.rand(64, 1, 9, 9)
+    ticket = construct(target, x, tol=1e-3, n=16, fewest=True, input_nonnegative=True, feedback=True,
+                       progress=False)
+    assert ticket.certificate.rows_over_tol == 0
+    actions = [(f"rot{k}", (lambda z, k=k: torch.rot90(z, k, dims=(2, 3))), (lambda y: y)) for k in (1, 2, 3)]
+    actions.append(("flip", (lambda z: torch.flip(z, dims=(3,))), (lambda y: y)))
+    for network in (ticket.network, ticket.compiled):
+        for mode in ("train", "eval"):
+            getattr(network, mode)()
+            assert_equivariant(equivariance_error(network, x[:8], actions), 1e-5)
+
+
+def test_feedback_on_graph_layers_lowers_the_error():
+    from torch_geometric.nn.models import GIN
+
+    from equislt.data import karate_club
+
+    data = karate_club()
+    torch.manual_seed(0)
+    target = GIN(data.x.shape[1], 8, 2, out_channels=4).eval()
+    inputs = (data.x, data.edge_index)
+    errors = {}
+    for feedback in (False, True):
+        ticket = construct(target, inputs, tol=3e-3, n=16, fewest=True, input_nonnegative=True,
+                           feedback=feedback, progress=False)
+        assert ticket.certificate.rows_over_tol == 0
+        with torch.no_grad():
+            f = target(*inputs)
+            errors[feedback] = float((f - ticket(*inputs)).norm() / f.norm())
+    assert errors[True] < errors[False], errors
+
+
+def test_feedback_needs_coefficient_problems():
+    target, x = _mlp(), _correlated_inputs(64, 12)
+    with pytest.raises(ValueError, match="malach_neurons"):
+        construct(target, x, method="malach_neurons", feedback=True, progress=False)
