@@ -117,6 +117,20 @@ def test_feedback_on_graph_layers_lowers_the_error():
     assert errors[True] < errors[False], errors
 
 
+def test_feedback_with_malachs_single_products():
+    """The feedback only moves targets, so Malach et al.'s one-product method takes it too."""
+    target, x = _mlp(), _correlated_inputs(1024, 12)
+    held_out = _correlated_inputs(256, 12, seed=1)
+    errors = {}
+    for feedback in (False, True):
+        ticket = construct(target, x, tol=3e-2, method="malach", feedback=feedback, progress=False)
+        assert ticket.certificate.rows_over_tol == 0 and ticket.certificate.feedback == feedback
+        with torch.no_grad():
+            f = target(held_out)
+            errors[feedback] = float((f - ticket.compiled(held_out)).norm() / f.norm())
+    assert errors[True] < errors[False] / 2, errors
+
+
 def test_feedback_needs_coefficient_problems():
     target, x = _mlp(), _correlated_inputs(64, 12)
     with pytest.raises(ValueError, match="malach_neurons"):
