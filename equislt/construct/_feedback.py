@@ -46,7 +46,7 @@ class _Group:
     goals (positive half first, then negative), ``U [Q, Q]`` and each step's feature range."""
 
     positions: torch.Tensor
-    factor: torch.Tensor = None
+    factor: torch.Tensor
     steps: Dict[int, Tuple[int, int]] = field(default_factory=dict)  # step -> [start, stop) of its features
 
 
@@ -63,11 +63,12 @@ class LayerFeedback:
 
     @classmethod
     def of(cls, layer, unit, blocks, halves, alpha: torch.Tensor) -> "LayerFeedback":
-        """Order the features of ``layer`` (normalised coefficients ``alpha``) field by field and basis element by
-        basis element, and factor each group's second moment on the traced call ``unit``."""
+        """The steps of ``layer`` (one per input field and basis element of a block; normalised coefficients
+        ``alpha``), ordered by their share of the output on the traced call ``unit`` (largest first), and each
+        group's factored second moment in that order."""
         numel = alpha.numel()
         goals = torch.cat([sign * alpha.reshape(-1).double() for _, sign in halves])
-        grouped: Dict[Tuple[int, ...], List[Tuple[int, int, torch.Tensor]]] = {}
+        grouped: Dict[Tuple[int, ...], List[Tuple[int, torch.Tensor]]] = {}  # out fields -> (step, rows)
         steps: List[Tuple[int, torch.Tensor]] = []
         for b in range(blocks.n_fields):
             for block in blocks.mix_blocks:
@@ -75,14 +76,14 @@ class LayerFeedback:
                     continue
                 column = block.index[:, block.in_fields.index(b), :]  # [n_out, n_basis]
                 for k in range(column.shape[1]):
-                    grouped.setdefault(tuple(block.out_fields), []).append((len(steps), b, column[:, k]))
+                    grouped.setdefault(tuple(block.out_fields), []).append((len(steps), column[:, k]))
                     steps.append((b, column[:, k]))
         moments, weight = [], torch.zeros(len(steps), dtype=torch.float64)
         for out_fields, members in grouped.items():
-            positions = torch.stack([rows + h * numel for _, _, rows in members for h in range(len(halves))], dim=1)
+            positions = torch.stack([rows + h * numel for _, rows in members for h in range(len(halves))], dim=1)
             moment = _second_moment(layer, unit, halves, out_fields, positions, numel)
             diagonal = moment.diagonal().reshape(len(members), len(halves)).sum(dim=1)
-            weight[[step for step, _, _ in members]] += diagonal / diagonal.mean().clamp(min=1e-300)
+            weight[[step for step, _ in members]] += diagonal / diagonal.mean().clamp(min=1e-300)
             moments.append((members, positions, moment))
         order = torch.argsort(weight, descending=True, stable=True).tolist()  # most output energy first
         rank = {step: i for i, step in enumerate(order)}
