@@ -143,7 +143,7 @@ def construct(target: nn.Module, inputs, *, tol: Union[float, Mapping[str, float
     chunk of input fields at a time, solved, and dropped; the ticket keeps the masks and runs in its compact form.
     """
     where = resolve_device(device, "construct: device")
-    tolerance = _tolerance(tol, policy, max_n, fewest, where, method)
+    tolerance = _tolerance(tol, policy, max_n, fewest, where, method, feedback)
     if n is not None and not 2 <= int(n) <= tolerance.max_n:
         raise ValueError(f"construct: n must be in [2, max_n={tolerance.max_n}], got {n}")
     if verify not in VERIFY:
@@ -152,9 +152,6 @@ def construct(target: nn.Module, inputs, *, tol: Union[float, Mapping[str, float
         raise ValueError(f"construct: input_radius must be finite and >= 0, got {input_radius}")
     check_inputs(target, inputs, input_nonnegative)
     neurons = method == "malach_neurons"
-    if feedback and neurons:
-        raise ValueError("construct: feedback=True moves the targets of coefficient problems; method="
-                         "'malach_neurons' keeps whole hidden fields and has none (use 'subset_sum' or 'malach')")
     seconds = {"trace": 0.0, "draw": 0.0, "solve": 0.0}
     samples = NEURON_FIT_SAMPLES if neurons else FEEDBACK_SAMPLES if feedback else TRACE_SAMPLES
     with timed(seconds, "trace"):
@@ -196,10 +193,14 @@ def construct(target: nn.Module, inputs, *, tol: Union[float, Mapping[str, float
     return ticket
 
 
-def _tolerance(tol, policy: str, max_n: Optional[int], fewest: bool, where, method: str) -> Tolerance:
+def _tolerance(tol, policy: str, max_n: Optional[int], fewest: bool, where, method: str,
+               feedback: bool = False) -> Tolerance:
     """The validated options every layer shares (each layer's own ``tol`` replaces the one here)."""
     if method not in CONSTRUCT_METHODS:
         raise ValueError(f"construct: method must be one of {CONSTRUCT_METHODS}, got {method!r}")
+    if feedback and method == "malach_neurons":
+        raise ValueError("construct: feedback=True moves the targets of coefficient problems; method="
+                         "'malach_neurons' keeps whole hidden fields and has none (use 'subset_sum' or 'malach')")
     if max_n is None:
         max_n = MAX_N if method == "subset_sum" else MALACH_MAX_N
     if method == "subset_sum" and max_n > MAX_N:

@@ -110,9 +110,12 @@ def _solve_with_feedback(layer, plan: LayerPlan, blocks: LayerBlocks, seed: int,
     halves, numel = _halves(layer), layer.alpha.numel()
     flat = torch.arange(numel).view(layer.alpha.shape)
     solutions: Dict[int, FieldSolution] = {}
+    lift, mix = blocks.tensors(plan.layout(blocks.n_fields))  # laid out again only when a field is widened
+    columns_of: Dict[int, torch.Tensor] = {}  # flat positions of each field's columns (widening keeps them)
     for step, (b, positions) in enumerate(feedback.steps):
-        lift, mix = blocks.tensors(plan.layout(blocks.n_fields))
-        columns = field_targets([b], mix, blocks.mix_blocks, flat)[0]  # flat positions of field b's columns
+        if b not in columns_of:
+            columns_of[b] = field_targets([b], mix, blocks.mix_blocks, flat)[0]
+        columns = columns_of[b]
         rows = {half: torch.isin(columns, positions)[None] for half, _ in halves}
         previous = {b: solutions[b]} if b in solutions else None
         while True:
