@@ -110,6 +110,24 @@ def test_tolerance_and_fewest_match_brute_force(dist, n, tol, backend):
     np.testing.assert_allclose(np.abs(res.residual)[~feasible], np.abs(ref.residual)[~feasible], atol=1e-12)
 
 
+def test_fewest_answers_of_every_size_match_brute_force():
+    """The compiled kernel searches subsets of at most four summands first and builds the sorted halves only for
+    larger answers: both kinds of row give brute force's fewest size and residual."""
+    rng = np.random.default_rng(11)
+    v, t = _instances(rng, "product", 150, 16)
+    valid = rng.random((150, 16)) < 0.9
+    sizes = []
+    for tol in (3e-3, 1e-5):
+        ref = brute_force(v, t, valid, tol=tol, fewest=True)
+        res = ss.solve(v, t, valid, tol=tol, fewest=True, backend="numba")
+        feasible = np.abs(ref.residual) <= tol
+        np.testing.assert_array_equal(res.chosen.sum(1)[feasible], ref.chosen.sum(1)[feasible])
+        np.testing.assert_allclose(np.abs(res.residual), np.abs(ref.residual), atol=1e-12)
+        sizes.append(ref.chosen.sum(1)[feasible])
+    sizes = np.concatenate(sizes)
+    assert (sizes <= 4).sum() > 20 and (sizes > 4).sum() > 20  # both paths were taken
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     n=st.integers(0, 12),
