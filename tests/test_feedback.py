@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 from equislt import Ticket
-from equislt.construct import construct
+from equislt.construct import FeedbackCache, construct
 from equislt.construct._build import LayerBlocks
 from equislt.construct._feedback import DAMPING, LayerFeedback
 from equislt.construct._trace import trace_target
@@ -135,3 +135,32 @@ def test_feedback_needs_coefficient_problems():
     target, x = _mlp(), _correlated_inputs(64, 12)
     with pytest.raises(ValueError, match="malach_neurons"):
         construct(target, x, method="malach_neurons", feedback=True, progress=False)
+
+
+def test_a_feedback_cache_serves_later_constructions_of_the_same_target_and_only_those():
+    """A FeedbackCache computes each layer's order and second moments once: a second construction at another
+    tolerance reuses them and builds the very ticket a fresh construction builds; another target (same
+    architecture, other weights) or other inputs are computed again."""
+    target, x = _mlp(), _correlated_inputs(512, 12)
+    cache = FeedbackCache()
+    options = dict(n=16, fewest=True, progress=False)
+    construct(target, x, tol=3e-3, feedback=cache, **options)
+    assert cache.hits == 0 and "layers=['0', '2']" in repr(cache)
+    cached = construct(target, x, tol=1e-3, feedback=cache, **options)
+    fresh = construct(target, x, tol=1e-3, feedback=True, **options)
+    assert cache.hits == 2
+    kept, expected = cached.masks(), fresh.masks()
+    assert kept.keys() == expected.keys()
+    assert all(torch.equal(kept[k][m], expected[k][m]) for k in expected for m in expected[k])
+    other = _mlp()
+    with torch.no_grad():
+        other[0].weight.mul_(-1)
+    construct(other, x, tol=1e-3, feedback=cache, **options)  # layer 2's coefficients are the same, its input not
+    assert cache.hits == 2
+    elsewhere = _correlated_inputs(512, 12, seed=1)
+    construct(target, elsewhere, tol=1e-3, feedback=cache, **options)
+    assert cache.hits == 2
+    construct(target, elsewhere, tol=3e-3, feedback=cache, **options)
+    assert cache.hits == 4
+    with pytest.raises(TypeError, match="feedback must be True, False or a FeedbackCache"):
+        construct(target, x, tol=1e-3, feedback="yes", **options)

@@ -8,17 +8,18 @@ ticket runs in its compact form. The modules: ``families/`` (what differs per ki
 plan, hidden copies and coefficient layout of a block), ``_block`` (its modules), ``_draw`` (the per-field
 streams), ``_build`` (the literal random network, on request), ``_trace`` (reading the target), ``_solve`` (draws
 → pools → problems → solve → masks), ``_policy`` (rows over the tolerance), ``_certificate`` (the bound math),
-``_compile`` (the compact form), ``_recipe`` (what a ticket stores), ``_construct`` (the entry point).
+``_feedback`` (error feedback), ``_compile`` (the compact form), ``_recipe`` (what a ticket stores), ``_construct`` (the entry point).
 """
 from ._block import CompiledBlock, LiftMix, PooledBias
 from ._certificate import Certificate, LayerCertificate
 from ._construct import CONSTRUCT_METHODS, MALACH_MAX_N, VERIFY, construct, default_n
+from ._feedback import FeedbackCache
 from ._layout import BlockSpec, HiddenLayout, LayerPlan, WideTensor
 from ._policy import POLICIES
 from ._recipe import ConstructRecipe
 from ._sparse import construct_sparse, margin_agreement, sparse_tolerances
 from .families import Family, family_of
 
-__all__ = ["CONSTRUCT_METHODS", "MALACH_MAX_N", "BlockSpec", "Certificate", "CompiledBlock", "ConstructRecipe", "Family", "HiddenLayout",
+__all__ = ["CONSTRUCT_METHODS", "MALACH_MAX_N", "BlockSpec", "Certificate", "CompiledBlock", "ConstructRecipe", "Family", "FeedbackCache", "HiddenLayout",
            "LayerCertificate", "LayerPlan", "LiftMix", "POLICIES", "PooledBias", "VERIFY", "WideTensor", "construct", "construct_sparse",
            "default_n", "family_of", "margin_agreement", "sparse_tolerances"]

@@ -16,7 +16,7 @@ from ..subsetsum import MAX_N
 from ..ticket import Ticket
 from ._build import LayerBlocks
 from ._certificate import Certificate, LayerCertificate, layer_error_terms, network_bound, timed
-from ._feedback import FEEDBACK_SAMPLES
+from ._feedback import FEEDBACK_SAMPLES, FeedbackCache
 from ._layout import LayerPlan
 from ._policy import Tolerance, solve_within_tolerance
 from ._neurons import solve_neurons
@@ -87,7 +87,8 @@ def _radius(inputs, input_radius: Optional[float]) -> float:
 def construct(target: nn.Module, inputs, *, tol: Union[float, Mapping[str, float]] = 1e-3, n: Optional[int] = None,
               eps: Optional[float] = None, seed: int = 0, policy: str = "widen", max_n: Optional[int] = None,
               fewest: bool = False, input_nonnegative: bool = False, input_radius: Optional[float] = None,
-              verify: str = "compact", device="cpu", method: str = "subset_sum", feedback: bool = False,
+              verify: str = "compact", device="cpu", method: str = "subset_sum",
+              feedback: Union[bool, FeedbackCache] = False,
               progress: bool = True, log=None) -> Ticket:
     r"""Prune a random overparametrised network to approximate ``target`` (Pensia et al. 2020 lifted to
     equivariant coefficients, Ferbach et al. 2023; or Malach et al. 2020's single products, ``method="malach"``).
@@ -138,12 +139,15 @@ def construct(target: nn.Module, inputs, *, tol: Union[float, Mapping[str, float
         the output: the same number of kept coefficients for several times less output error (or, at one
         agreement, a coarser ``tol`` and fewer coefficients). Per-coefficient residuals against the target then
         exceed ``tol`` (the certified bound grows; the measured error falls). Not for ``"malach_neurons"``.
+        A :class:`~equislt.construct.FeedbackCache` instead of ``True`` keeps each layer's solving order and
+        second moments for the next construction of the same target on the same inputs (at another ``tol``).
 
     The random network is never built as modules: each layer's random coefficients are drawn from the seed one
     chunk of input fields at a time, solved, and dropped; the ticket keeps the masks and runs in its compact form.
     """
     where = resolve_device(device, "construct: device")
-    tolerance = _tolerance(tol, policy, max_n, fewest, where, method, feedback)
+    cache = _feedback_cache(feedback)
+    tolerance = _tolerance(tol, policy, max_n, fewest, where, method, cache is not None)
     if n is not None and not 2 <= int(n) <= tolerance.max_n:
         raise ValueError(f"construct: n must be in [2, max_n={tolerance.max_n}], got {n}")
     if verify not in VERIFY:
@@ -153,14 +157,14 @@ def construct(target: nn.Module, inputs, *, tol: Union[float, Mapping[str, float
     check_inputs(target, inputs, input_nonnegative)
     neurons = method == "malach_neurons"
     seconds = {"trace": 0.0, "draw": 0.0, "solve": 0.0}
-    samples = NEURON_FIT_SAMPLES if neurons else FEEDBACK_SAMPLES if feedback else TRACE_SAMPLES
+    samples = NEURON_FIT_SAMPLES if neurons else FEEDBACK_SAMPLES if cache is not None else TRACE_SAMPLES
     with timed(seconds, "trace"):
         trace = trace_target(target, inputs, input_nonnegative, samples)
         tols = _layer_tolerances(tol, trace.layers)
         plans = [_plan(layer, *_pools(n, tols[layer.path], tolerance.method, neurons)) for layer in trace.layers]
         units = {unit.path: unit for unit in trace.units if unit.kind == "linear"}
     certificate = Certificate(eps=eps, tol=None if isinstance(tol, Mapping) else float(tol), input_radius=0.0,
-                              method=method, feedback=bool(feedback))
+                              method=method, feedback=cache is not None)
     masks, terms = {}, {}
     for layer, plan in tqdm(list(zip(trace.layers, plans)), desc="construct", disable=not progress, leave=False):
         layer_tolerance = dataclasses.replace(tolerance, tol=tols[layer.path])
@@ -170,7 +174,7 @@ def construct(target: nn.Module, inputs, *, tol: Union[float, Mapping[str, float
         else:
             solution = solve_within_tolerance(layer, plan, seed, layer_tolerance, seconds,
                                               LayerBlocks.of(layer.module, layer.family),
-                                              units[layer.path] if feedback else None)
+                                              units[layer.path] if cache is not None else None, cache)
         block_masks = {f"{plan.path}.{part}": named for part, named in solution.masks.items()}
         masks.update(block_masks)
         terms[layer.path] = layer_error_terms(layer, solution, plan.gain)
@@ -191,6 +195,15 @@ def construct(target: nn.Module, inputs, *, tol: Union[float, Mapping[str, float
     if log is not None:
         log(certificate.summary())
     return ticket
+
+
+def _feedback_cache(feedback) -> Optional[FeedbackCache]:
+    """The cache error feedback uses (a new one for ``True``), or None without feedback."""
+    if isinstance(feedback, FeedbackCache):
+        return feedback
+    if feedback not in (True, False):
+        raise TypeError(f"construct: feedback must be True, False or a FeedbackCache, got {type(feedback).__name__}")
+    return FeedbackCache() if feedback else None
 
 
 def _tolerance(tol, policy: str, max_n: Optional[int], fewest: bool, where, method: str,

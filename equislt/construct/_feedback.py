@@ -23,9 +23,14 @@ Output fields of one type share their features (the same basis maps every input 
 one matrix per group of output fields, shared by every output field of the group. Features are solved in the
 order of their share of the output (``H``'s diagonal, largest first: GPTQ's "act order"), so the large
 residuals come early, while many targets are left to absorb them.
+
+The order and the factors depend on the target and the traced inputs only, not on the tolerance or the pools:
+a :class:`FeedbackCache` passed to several constructions of one target (``construct(..., feedback=cache)``;
+:func:`~equislt.construct.construct_sparse` does this across its levels) computes them once per layer.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Dict, List, Tuple
 
@@ -33,7 +38,7 @@ import torch
 
 from .._compat import as_input_of, tensor_of
 
-__all__ = ["DAMPING", "FEEDBACK_BYTES", "FEEDBACK_SAMPLES", "LayerFeedback"]
+__all__ = ["DAMPING", "FEEDBACK_BYTES", "FEEDBACK_SAMPLES", "FeedbackCache", "LayerFeedback"]
 
 FEEDBACK_SAMPLES = 1024  # inputs traced for the second moments (the other methods trace 128)
 FEEDBACK_BYTES = 2**28  # the features of one group of output fields on the traced inputs, at most
@@ -57,6 +62,7 @@ class LayerFeedback:
 
     steps: List[Tuple[int, torch.Tensor]]
     goals: torch.Tensor
+    start: torch.Tensor  # the goals before any step
     numel: int
     groups: List[_Group]
     step_groups: List[List[int]]
@@ -96,7 +102,11 @@ class LayerFeedback:
                 group.steps[rank[members[m][0]]] = (i * len(halves), (i + 1) * len(halves))
                 step_groups[rank[members[m][0]]].append(g)
             groups.append(group)
-        return cls([steps[step] for step in order], goals, numel, groups, step_groups)
+        return cls([steps[step] for step in order], goals, goals.clone(), numel, groups, step_groups)
+
+    def restarted(self) -> "LayerFeedback":
+        """The same order and factors with the targets as they were before any step (the groups are shared)."""
+        return dataclasses.replace(self, goals=self.start.clone())
 
     def half_goals(self, n_halves: int) -> List[torch.Tensor]:
         """The current targets of each half, flat in the layout of the weight tensor."""
@@ -115,6 +125,44 @@ class LayerFeedback:
             r = residual[group.positions[:, start:stop]]  # [n_out, |Q|]
             later = group.positions[:, stop:]
             self.goals[later.reshape(-1)] += (r @ transfer).reshape(-1)
+
+
+class FeedbackCache:
+    """Each layer's :class:`LayerFeedback` (solving order and factored second moments, ``Q²`` floats per group of
+    output fields), kept across constructions of one target on the same inputs, which need them at any tolerance
+    and pool size. A layer is reused only if its coefficients and traced input are those it was computed on;
+    otherwise it is computed again (and replaces the kept one)."""
+
+    def __init__(self):
+        self._layers: Dict[str, Tuple[torch.Tensor, tuple, LayerFeedback]] = {}
+        self.hits = 0  # layers served from the cache
+
+    def feedback(self, layer, unit, blocks, halves, alpha: torch.Tensor) -> LayerFeedback:
+        """:meth:`LayerFeedback.of` (same arguments), from the cache when ``layer`` and ``unit`` are unchanged."""
+        inputs = (len(halves), _fingerprint([unit.inputs, *unit.extra]))
+        kept = self._layers.get(layer.path)
+        if kept is not None and kept[1] == inputs and torch.equal(kept[0], alpha):
+            self.hits += 1
+            return kept[2].restarted()
+        made = LayerFeedback.of(layer, unit, blocks, halves, alpha)
+        self._layers[layer.path] = (alpha.clone(), inputs, made.restarted())
+        return made
+
+    def __repr__(self) -> str:
+        return f"FeedbackCache(layers={list(self._layers)}, hits={self.hits})"
+
+
+def _fingerprint(values) -> tuple:
+    """Shapes and first moments of the tensors among ``values`` (the traced call's input and extra arguments)."""
+    out = []
+    for value in values:
+        x = tensor_of(value)
+        if torch.is_tensor(x):
+            x = x.double()
+            out.append((tuple(x.shape), float(x.sum()), float(x.abs().sum()), float((x * x).sum())))
+        else:
+            out.append(repr(value))
+    return tuple(out)
 
 
 def _factor(moment: torch.Tensor) -> torch.Tensor:

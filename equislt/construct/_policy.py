@@ -19,7 +19,7 @@ import torch
 from ..subsetsum import MAX_N
 from ._build import LayerBlocks
 from ._certificate import timed
-from ._feedback import LayerFeedback
+from ._feedback import FeedbackCache, LayerFeedback
 from ._layout import LayerPlan
 from ._solve import METHODS, FieldSolution, LayerSolution, field_chunks, field_targets, layer_solution, solve_bias, solve_fields
 
@@ -152,10 +152,12 @@ def _solve_bias(layer, plan: LayerPlan, seed: int, tolerance: Tolerance):
 
 
 def solve_within_tolerance(layer, plan: LayerPlan, seed: int, tolerance: Tolerance, seconds: Dict[str, float],
-                           blocks: Optional[LayerBlocks] = None, traced=None) -> LayerSolution:
+                           blocks: Optional[LayerBlocks] = None, traced=None,
+                           cache: Optional[FeedbackCache] = None) -> LayerSolution:
     """Solve one layer's problems and apply the policy (see the module docstring); ``plan`` records the widths
     the policy chose. With ``traced`` (the layer's traced call, a :class:`~equislt.construct._trace.Unit`) the
-    problems are solved with error feedback on its inputs (:mod:`._feedback`). A layer whose coefficients are all
+    problems are solved with error feedback on its inputs (:mod:`._feedback`; its order and factors from
+    ``cache`` when it holds them for this layer). A layer whose coefficients are all
     zero (``plan.gain == 0``) keeps nothing. Times go to ``seconds`` (``draw``, ``solve``, ``feedback``)."""
     blocks = LayerBlocks.of(layer.module, layer.family) if blocks is None else blocks
     halves = _halves(layer)
@@ -169,7 +171,8 @@ def solve_within_tolerance(layer, plan: LayerPlan, seed: int, tolerance: Toleran
         solutions = _solve_weights(layer, plan, blocks, seed, tolerance, seconds)
     else:
         with timed(seconds, "feedback"):
-            feedback = LayerFeedback.of(layer, traced, blocks, halves, layer.alpha.double() / plan.gain)
+            alpha = layer.alpha.double() / plan.gain
+            feedback = (cache.feedback if cache is not None else LayerFeedback.of)(layer, traced, blocks, halves, alpha)
         solutions = _solve_with_feedback(layer, plan, blocks, seed, tolerance, seconds, feedback)
     with timed(seconds, "solve"):
         bias_mask, bias_residual = _solve_bias(layer, plan, seed, tolerance)

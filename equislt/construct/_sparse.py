@@ -23,7 +23,8 @@ an aggregation) get the reference allocation ``t_i = λ``. After the bisection, 
 between the agreeing one and the coarser one that failed is tried too.
 
 Error feedback (``feedback=True``, the default here; :mod:`._feedback`) makes each layer's residuals cancel in
-its output on the traced inputs, so the same agreement holds at a coarser level: fewer kept coefficients.
+its output on the traced inputs, so the same agreement holds at a coarser level: fewer kept coefficients. Its
+solving order and second moments do not depend on the level: they are computed once (a ``FeedbackCache``).
 """
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ from ..subsetsum import MAX_N
 from ..ticket import Ticket
 from ._certificate import model_outputs
 from ._construct import construct
+from ._feedback import FeedbackCache
 
 __all__ = ["CRITERIA", "SPARSE_REFERENCE_TOL", "construct_sparse", "margin_agreement", "sparse_tolerances"]
 
@@ -91,7 +93,8 @@ def construct_sparse(target: nn.Module, inputs, *, agreement: float = 0.999, cri
         raise ValueError(f"construct_sparse: criterion must be one of {CRITERIA}, got {criterion!r}")
     if int(steps) < 1 or not 0 < start < 1:
         raise ValueError(f"construct_sparse: need steps >= 1 and 0 < start < 1, got steps={steps}, start={start}")
-    common = dict(n=n, fewest=True, seed=seed, input_nonnegative=input_nonnegative, feedback=feedback,
+    common = dict(n=n, fewest=True, seed=seed, input_nonnegative=input_nonnegative,
+                  feedback=FeedbackCache() if feedback else False,  # second moments computed once per layer
                   progress=progress, **options)
     reference = construct(target, inputs, tol=SPARSE_REFERENCE_TOL, **common).certificate
     tried = {}
