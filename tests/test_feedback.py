@@ -164,3 +164,24 @@ def test_a_feedback_cache_serves_later_constructions_of_the_same_target_and_only
     assert cache.hits == 4
     with pytest.raises(TypeError, match="feedback must be True, False or a FeedbackCache"):
         construct(target, x, tol=1e-3, feedback="yes", **options)
+
+
+def test_the_feedback_trace_is_bounded_by_bytes(monkeypatch):
+    """Feedback traces up to FEEDBACK_SAMPLES inputs, fewer when every unit's traced input and output would
+    exceed FEEDBACK_TRACE_BYTES (large models); a graph batch is traced whole."""
+    from equislt.construct import _construct
+    from equislt.construct._trace import samples_within
+
+    target, x = _mlp(), _correlated_inputs(512, 12)
+    per_sample = 4 * (12 + 16 + 16 + 16 + 16 + 4)  # float32 in/out of Linear 12→16, ReLU, Linear 16→4
+    assert samples_within(target, x, 1024, 100 * per_sample) == 100
+    assert samples_within(target, x, 1024, 2**40) == 1024
+    assert samples_within(target, x, 1024, 1) == 1
+    edges = torch.tensor([[0, 1], [1, 0]])
+    assert samples_within(target, (x[:2], edges), 1024, 1) == 1024  # (x, edge_index): traced whole
+    traced = []
+    original = _construct.trace_target
+    monkeypatch.setattr(_construct, "trace_target", lambda *a: traced.append(a[3]) or original(*a))
+    monkeypatch.setattr(_construct, "FEEDBACK_TRACE_BYTES", 64 * per_sample)
+    construct(target, x, tol=3e-3, n=16, fewest=True, feedback=True, progress=False)
+    assert traced == [64]

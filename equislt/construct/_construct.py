@@ -16,13 +16,13 @@ from ..subsetsum import MAX_N
 from ..ticket import Ticket
 from ._build import LayerBlocks
 from ._certificate import Certificate, LayerCertificate, layer_error_terms, network_bound, timed
-from ._feedback import FEEDBACK_SAMPLES, FeedbackCache
+from ._feedback import FEEDBACK_SAMPLES, FEEDBACK_TRACE_BYTES, FeedbackCache
 from ._layout import LayerPlan
 from ._policy import Tolerance, solve_within_tolerance
 from ._neurons import solve_neurons
 from ._solve import METHODS
 from ._recipe import ConstructRecipe
-from ._trace import TRACE_SAMPLES, check_inputs, slice_inputs, trace_target
+from ._trace import TRACE_SAMPLES, check_inputs, samples_within, slice_inputs, trace_target
 
 __all__ = ["CONSTRUCT_METHODS", "MALACH_MAX_N", "VERIFY", "construct", "default_n"]
 
@@ -135,9 +135,10 @@ def construct(target: nn.Module, inputs, *, tol: Union[float, Mapping[str, float
         ``NEURON_FIT_SAMPLES`` inputs; ``2N`` hidden fields per input field; no certified bound.
     feedback : error feedback (GPTQ in coefficient space, :mod:`equislt.construct._feedback`): solve each layer's
         problems one basis column at a time and fold each residual into the targets still to come, weighted by
-        the second moments of the layer's inputs on the first ``FEEDBACK_SAMPLES`` inputs, so residuals cancel in
-        the output: the same number of kept coefficients for several times less output error (or, at one
-        agreement, a coarser ``tol`` and fewer coefficients). Per-coefficient residuals against the target then
+        the second moments of the layer's inputs on the first ``FEEDBACK_SAMPLES`` inputs (fewer when their
+        traced activations exceed ``FEEDBACK_TRACE_BYTES``, 2 GiB), so residuals cancel in the output: the same
+        number of kept coefficients for several times less output error (or, at one agreement, a coarser
+        ``tol`` and fewer coefficients). Per-coefficient residuals against the target then
         exceed ``tol`` (the certified bound grows; the measured error falls). Not for ``"malach_neurons"``.
         A :class:`~equislt.construct.FeedbackCache` instead of ``True`` keeps each layer's solving order and
         second moments for the next construction of the same target on the same inputs (at another ``tol``).
@@ -157,7 +158,9 @@ def construct(target: nn.Module, inputs, *, tol: Union[float, Mapping[str, float
     check_inputs(target, inputs, input_nonnegative)
     neurons = method == "malach_neurons"
     seconds = {"trace": 0.0, "draw": 0.0, "solve": 0.0}
-    samples = NEURON_FIT_SAMPLES if neurons else FEEDBACK_SAMPLES if cache is not None else TRACE_SAMPLES
+    samples = NEURON_FIT_SAMPLES if neurons else TRACE_SAMPLES
+    if cache is not None:  # as many as fit in FEEDBACK_TRACE_BYTES of traced activations
+        samples = samples_within(target, inputs, FEEDBACK_SAMPLES, FEEDBACK_TRACE_BYTES)
     with timed(seconds, "trace"):
         trace = trace_target(target, inputs, input_nonnegative, samples)
         tols = _layer_tolerances(tol, trace.layers)

@@ -38,9 +38,10 @@ import torch
 
 from .._compat import as_input_of, tensor_of
 
-__all__ = ["DAMPING", "FEEDBACK_BYTES", "FEEDBACK_SAMPLES", "FeedbackCache", "LayerFeedback"]
+__all__ = ["DAMPING", "FEEDBACK_BYTES", "FEEDBACK_SAMPLES", "FEEDBACK_TRACE_BYTES", "FeedbackCache", "LayerFeedback"]
 
-FEEDBACK_SAMPLES = 1024  # inputs traced for the second moments (the other methods trace 128)
+FEEDBACK_SAMPLES = 1024  # inputs traced for the second moments (the other methods trace 128), at most
+FEEDBACK_TRACE_BYTES = 2**31  # the traced inputs and outputs of every unit, at most (fewer samples on large models)
 FEEDBACK_BYTES = 2**28  # the features of one group of output fields on the traced inputs, at most
 DAMPING = 0.01  # λ / mean diag H
 

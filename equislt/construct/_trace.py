@@ -18,8 +18,8 @@ from .._compat import escnn_loaded, import_escnn, is_geometric, tensor_of
 from ..basis import blocks
 from .families import Family, family_of
 
-__all__ = ["TRACE_SAMPLES", "TargetLayer", "Trace", "Unit", "check_inputs", "connected", "slice_inputs",
-           "trace_target"]
+__all__ = ["TRACE_SAMPLES", "TargetLayer", "Trace", "Unit", "check_inputs", "connected", "samples_within",
+           "slice_inputs", "trace_target"]
 
 _PASSIVE = ("ReLU", "MaxPool1d", "MaxPool2d", "MaxPool3d", "AvgPool1d", "AvgPool2d", "AvgPool3d",
             "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "AdaptiveAvgPool3d", "AdaptiveMaxPool1d", "AdaptiveMaxPool2d",
@@ -199,6 +199,21 @@ def trace_target(target: nn.Module, inputs, input_nonnegative: bool = False, sam
     return trace
 
 
+def samples_within(target: nn.Module, inputs, most: int, budget: int) -> int:
+    """How many leading samples of ``inputs`` (at most ``most``, at least 1) a trace of ``target`` can record
+    within ``budget`` bytes of unit inputs, outputs and extra arguments, from a trace of two samples. Inputs
+    traced whole (a PyG graph batch) are not cut: ``most``."""
+    if _one_graph_batch(inputs):
+        return most
+    count = tensor_of(slice_inputs(inputs, 2)[0]).shape[0]
+    recorded = 0
+    for unit in _record_units(target, inputs, count):
+        for value in (unit.inputs, unit.output, *unit.extra):
+            recorded += value.numel() * value.element_size() if torch.is_tensor(value) else 0
+    per_sample = max(recorded / max(count, 1), 1.0)
+    return int(min(most, max(1, budget // per_sample)))
+
+
 def _record_units(target: nn.Module, inputs, samples: int = TRACE_SAMPLES) -> List[Unit]:
     """Run ``target`` once (eval mode, no grad) with hooks on its units; the units in call order with their
     inputs, extra arguments and outputs."""
@@ -293,11 +308,17 @@ def check_inputs(target: nn.Module, inputs, input_nonnegative: bool) -> None:
 def slice_inputs(inputs, count: int) -> tuple:
     """The first ``count`` samples of the inputs, as a tuple of call arguments: ``inputs`` is one batch
     (tensor / GeometricTensor) or a tuple of batched arguments such as ``(x, node_mask)``."""
+    if _one_graph_batch(inputs):
+        return tuple(inputs)
     if isinstance(inputs, (tuple, list)):
-        if any(torch.is_tensor(a) and not (a.is_floating_point() or a.dtype == torch.bool) for a in inputs[1:]):
-            return tuple(inputs)  # (x, edge_index, ...): one graph (batch) of nodes, traced whole
         return tuple(a[:count] if torch.is_tensor(a) or is_geometric(a) else a for a in inputs)
     return (inputs[:count],)
+
+
+def _one_graph_batch(inputs) -> bool:
+    """``(x, edge_index, ...)``: one graph (batch) of nodes, traced whole (an integer argument after ``x``)."""
+    return isinstance(inputs, (tuple, list)) and any(
+        torch.is_tensor(a) and not (a.is_floating_point() or a.dtype == torch.bool) for a in inputs[1:])
 
 
 def _reads_previous(before: List[Unit], unit: Unit) -> bool:
