@@ -47,14 +47,16 @@ def _pm(stat: dict, fmt: str = ".3f") -> str:
 
 def subset_sum_table() -> str:
     data = _load("subset_sum.json")
-    rows = ["| N | exact problems/s | median \\|residual\\| | HiGHS MILP s/problem | exact vs MILP | exact ≤ MILP residual |",
-            "|---|---|---|---|---|---|"]
+    tol = next((r["fewest"]["tol"] for r in data["results"] if "fewest" in r), None)
+    rows = ["| N | exact problems/s | median \\|residual\\| | HiGHS MILP s/problem | exact vs MILP | exact ≤ MILP residual | "
+            f"fewest within {tol:g}: problems/s | mean size |", "|---" * 8 + "|"]
     for r in data["results"]:
-        milp = r.get("milp", {})
+        milp, fewest = r.get("milp", {}), r.get("fewest", {})
         rows.append(f"| {r['N']} | {r['exact_problems_per_s']:,.0f} | {r['exact_residual']['median']:.1e} | "
                     f"{milp.get('s_per_problem_mean', float('nan')):.3f} | "
                     f"{milp.get('speedup_exact_vs_milp', float('nan')):,.0f}× | "
-                    f"{100 * milp.get('frac_exact_le_milp', float('nan')):.0f}% |")
+                    f"{100 * milp.get('frac_exact_le_milp', float('nan')):.0f}% | "
+                    f"{fewest.get('problems_per_s', float('nan')):,.0f} | {fewest.get('mean_size', float('nan')):.2f} |")
     return f"Subset-Sum (`{data['command']}`):\n\n" + "\n".join(rows)
 
 

@@ -116,22 +116,22 @@ def test_the_laws_in_the_readme_are_those_of_the_committed_json():
 
 def test_the_sparse_tickets_in_the_readme_are_those_of_the_committed_json():
     """sparse.py: construct_sparse (with error feedback) keeps about half or fewer of closest subsets' coefficients on
-    every family, reaches the agreement goal on its selection inputs, keeps >= 0.994 held out; the D4 CNN and the
-    MLP meet the 3x goal on average, the C4 CNN and the 2-IGN miss it narrowly, the graph networks clearly; the
-    README's reading quotes these means."""
+    every family, reaches the agreement goal on its selection inputs, keeps >= 0.99 held out; the D4 and C4 CNNs,
+    the MLP and the 2-IGN meet the 3x goal on average, the message-passing networks miss it; the README's reading
+    quotes these means."""
     import json
 
     data = json.loads((README.parent / "benchmarks" / "paper" / "results" / "sparse.json").read_text())
     assert len(data["summary"]) == 6 and not data["settings"]["no_feedback"]
     for run in data["runs"]:
         assert run["sparse"]["selection_agreement"] >= data["settings"]["agreement"]
-        assert run["sparse"]["held_out_agreement"] >= 0.994
+        assert run["sparse"]["held_out_agreement"] >= 0.99
         assert run["sparse"]["kept_over_target"] < 0.55 * run["closest"]["kept_over_target"]
         assert 9 <= run["closest"]["kept_over_target"] <= 13
     means = {name: s["sparse.kept_over_target"]["mean"] for name, s in data["summary"].items()}
-    assert f"{min(means.values()):.1f}–{max(means.values()):.1f}" == "2.3–4.7"
-    assert means["steerable CNN D4 (8, 16)"] <= 3 and means["MLP 289-64-10"] <= 3
-    assert 3 < means["steerable CNN C4 (8, 16)"] < 3.5 and 3 < means["2-IGN atlas-triangles"] < 3.5
+    assert f"{min(means.values()):.1f}–{max(means.values()):.1f}" == "2.3–4.4"
+    assert all(means[name] <= 3 for name in ("steerable CNN D4 (8, 16)", "MLP 289-64-10", "steerable CNN C4 (8, 16)",
+                                             "2-IGN atlas-triangles"))
     assert means["GCN atlas-triangles"] > 4 and means["GIN atlas-triangles"] > 4
     reading = README.read_text()
     reading = reading[reading.index("- **Sparse tickets** (`sparse.py`)"):reading.index("- **Search width**")]
@@ -140,7 +140,7 @@ def test_the_sparse_tickets_in_the_readme_are_those_of_the_committed_json():
                         ("GCN atlas-triangles", "GCN"), ("GIN atlas-triangles", "GIN")):
         assert f"{means[name]:.2f}×" in reading, (label, means[name])
     held_out = [run["sparse"]["held_out_agreement"] for run in data["runs"]]
-    assert f"{min(held_out):.3f}–{max(held_out):.3f}" == "0.994–1.000"
+    assert f"{min(held_out):.3f}–{max(held_out):.3f}" == "0.992–1.000"
 
 
 def test_the_search_width_reading_in_the_readme_is_that_of_the_committed_json():

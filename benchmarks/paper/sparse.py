@@ -12,7 +12,7 @@ scripts' default, tol 1e-5) and the sparse one, and reports kept / target for bo
 inputs the selection never saw: for images, fresh continuous rotations of the test digits (4 per digit); for
 graphs, the test split. Writes ``results/sparse.json`` and ``results/sparse.png``.
 
-    python benchmarks/paper/sparse.py [--seeds 0 1 2] [--n 28] [--agreement 0.999] [--no-feedback]
+    python benchmarks/paper/sparse.py [--seeds 0 1 2] [--n 32] [--agreement 0.999] [--no-feedback]
 """
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from torch import nn
 from _common import RESULTS, Timer, plt, run_arguments, setup, stats, write_json
 from equislt.construct import construct, construct_sparse, margin_agreement
 from equislt.data import dense_graph_batch, rotated_digits
+from equislt.subsetsum import MAX_N
 from equislt.models import IGN, GraphClassifier, steerable_cnn, train_classifier, train_graph_model
 from mpnn import pyg_model
 from equislt.search import build_task
@@ -144,7 +145,8 @@ def plot(rows, path):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=28, help="summands per pool of the sparse construction")
+    parser.add_argument("--n", type=int, default=MAX_N, help="summands per pool of the sparse construction (default: "
+                        "the exact solver's largest, as in construct_sparse)")
     parser.add_argument("--agreement", type=float, default=0.999)
     parser.add_argument("--graph-epochs", type=int, default=100)
     parser.add_argument("--no-feedback", action="store_true", help="construct_sparse without error feedback")
