@@ -487,12 +487,12 @@ def _nearest(s, lo, hi, u):
 
 
 @njit(cache=True, nogil=True)
-def _fewest_small(x, idx, k, t, tol, chosen, r, s, at, pick):
+def _fewest_small(x, idx, k, t, tol, chosen, r, s, at, pick, keep):
     """Fewest mode for a row whose answer has at most four summands: the closest subset of the smallest size
     with ``|sum - t| <= tol``. The row's values are sorted into ``s`` (positions in ``at``); a subset of size
-    ``m`` is ``m - 1`` ascending positions and the last one, the nearest to what is left, found by binary search
-    among the larger positions. Marks the subset in ``chosen[r]`` and returns True, or returns False (nothing
-    marked) when every subset within ``tol`` is larger. ``pick`` is scratch of length 4."""
+    ``m + 1`` is ``m`` ascending positions (``pick``, advanced like an odometer) and a last one after them, the
+    nearest to what is left (binary search). Marks the subset in ``chosen[r]`` and returns True, or returns
+    False (nothing marked) when every subset within ``tol`` is larger. ``pick``, ``keep``: scratch of length 4."""
     if abs(0.0 - t) <= tol:
         return True
     for p in range(k):  # insertion sort: k <= 32
@@ -504,24 +504,31 @@ def _fewest_small(x, idx, k, t, tol, chosen, r, s, at, pick):
             q -= 1
         s[q] = v
         at[q] = idx[p]
-    for size in range(1, 5):
-        best = np.inf  # the first size - 1 summands at sorted positions a < b < c (the loops a size leaves
-        for a in range(k if size > 1 else 1):  # out run once), the last at the nearest position after them
-            for b in range(a + 1 if size > 2 else 0, k if size > 2 else 1):
-                for c in range(b + 1 if size > 3 else 0, k if size > 3 else 1):
-                    first = c + 1 if size > 3 else b + 1 if size > 2 else a + 1 if size > 1 else 0
-                    if first >= k:
-                        continue
-                    prefix = (s[a] if size > 1 else 0.0) + (s[b] if size > 2 else 0.0) + (s[c] if size > 3 else 0.0)
-                    last = _nearest(s, first, k, t - prefix)
-                    g = abs((prefix + s[last]) - t)
-                    if g < best:
-                        best = g
-                        pick[0], pick[1], pick[2], pick[3] = a, b, c, last
+    for m in range(min(4, k)):  # summands before the last
+        for j in range(m):
+            pick[j] = j
+        best = np.inf
+        while True:
+            prefix = 0.0
+            for j in range(m):
+                prefix += s[pick[j]]
+            last = _nearest(s, pick[m - 1] + 1 if m else 0, k, t - prefix)
+            gap = abs((prefix + s[last]) - t)
+            if gap < best:
+                best = gap
+                keep[:m] = pick[:m]
+                keep[m] = last
+            j = m - 1  # the next ascending choice, leaving room for the last summand
+            while j >= 0 and pick[j] == k - 1 - (m - j):
+                j -= 1
+            if j < 0:
+                break
+            pick[j] += 1
+            for i in range(j + 1, m):
+                pick[i] = pick[i - 1] + 1
         if best <= tol:
-            for m in range(size - 1):
-                chosen[r, at[pick[m]]] = True
-            chosen[r, at[pick[3]]] = True
+            for j in range(m + 1):
+                chosen[r, at[keep[j]]] = True
             return True
     return False
 
@@ -591,6 +598,7 @@ def _solve_chunk(values, targets, valid, tol, fewest, chosen, r0, r1):
     small = np.empty(max(n, 1), np.float64)  # _fewest_small's scratch
     small_at = np.empty(max(n, 1), np.int64)
     pick = np.empty(4, np.int64)
+    keep = np.empty(4, np.int64)
     a0 = ra0[1:]
     a1 = ra1[1:]
     b0 = rb0[1:]
@@ -606,7 +614,7 @@ def _solve_chunk(values, targets, valid, tol, fewest, chosen, r0, r1):
         na = 1 << h_a
         nb = 1 << (k - h_a)
         t = targets[r]
-        if fewest and tol >= 0.0 and _fewest_small(x, idx, k, t, tol, chosen, r, small, small_at, pick):
+        if fewest and tol >= 0.0 and _fewest_small(x, idx, k, t, tol, chosen, r, small, small_at, pick, keep):
             continue
         if fewest:
             wa, wb = _sorted_halves(x, idx, k, a0, am0, a1, am1, b0, bm0, b1, bm1, sh, shm, rh, rhm)
