@@ -76,11 +76,11 @@ CRITERIA = ("agreement", "margin")
 
 def construct_sparse(target: nn.Module, inputs, *, agreement: float = 0.999, criterion: str = "agreement",
                      n: int = MAX_N, start: float = 4e-3, steps: int = 10, seed: int = 0,
-                     input_nonnegative: bool = False, feedback: bool = True, progress: bool = True, log=None,
+                     input_nonnegative: bool = False, feedback=True, progress: bool = True, log=None,
                      **options) -> Ticket:
     """A ticket keeping few coefficients (``fewest=True``, pools of ``n`` summands, error feedback unless
-    ``feedback=False``: see :func:`~equislt.construct.construct`) whose predictions agree with
-    ``target``'s on at least ``agreement`` of ``inputs`` (``criterion="margin"``: with a margin,
+    ``feedback=False``, with a given ``FeedbackCache`` if one is passed: see :func:`~equislt.construct.construct`)
+    whose predictions agree with ``target``'s on at least ``agreement`` of ``inputs`` (``criterion="margin"``: with a margin,
     :func:`margin_agreement`), with per-layer tolerances :func:`sparse_tolerances` at the coarsest level among
     ``start·2^-k``, ``k < steps``, that agrees, found by bisection (see the module docstring).
 
@@ -93,8 +93,9 @@ def construct_sparse(target: nn.Module, inputs, *, agreement: float = 0.999, cri
         raise ValueError(f"construct_sparse: criterion must be one of {CRITERIA}, got {criterion!r}")
     if int(steps) < 1 or not 0 < start < 1:
         raise ValueError(f"construct_sparse: need steps >= 1 and 0 < start < 1, got steps={steps}, start={start}")
-    common = dict(n=n, fewest=True, seed=seed, input_nonnegative=input_nonnegative,
-                  feedback=FeedbackCache() if feedback else False,  # second moments computed once per layer
+    if feedback is True:  # one cache for every level: the second moments do not depend on it
+        feedback = FeedbackCache()
+    common = dict(n=n, fewest=True, seed=seed, input_nonnegative=input_nonnegative, feedback=feedback,
                   progress=progress, **options)
     reference = construct(target, inputs, tol=SPARSE_REFERENCE_TOL, **common).certificate
     tried = {}
