@@ -80,8 +80,8 @@ def construct_sparse(target: nn.Module, inputs, *, agreement: float = 0.999, cri
                      **options) -> Ticket:
     """A ticket keeping few coefficients (``fewest=True``, pools of ``n`` summands, error feedback unless
     ``feedback=False``, with a given ``FeedbackCache`` if one is passed: see :func:`~equislt.construct.construct`)
-    whose predictions agree with ``target``'s on at least ``agreement`` of ``inputs`` (``criterion="margin"``: with a margin,
-    :func:`margin_agreement`), with per-layer tolerances :func:`sparse_tolerances` at the coarsest level among
+    whose predictions agree with ``target``'s on at least ``agreement`` of ``inputs`` (``criterion="margin"``:
+    with a margin, :func:`margin_agreement`), with per-layer tolerances :func:`sparse_tolerances` at the coarsest level among
     ``start·2^-k``, ``k < steps``, that agrees, found by bisection (see the module docstring).
 
     Pass inputs the target was not trained on and as many as you can: they are both what is traced and what the
