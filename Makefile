@@ -20,7 +20,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	@for script in benchmarks/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
 
-# the paper reproduction (under an hour on 2 cores: 54 minutes in the last run), then the README's tables regenerated from its JSON
+# the paper reproduction (under an hour on 2 cores: the total of the README's runs table), then the README's tables regenerated from its JSON
 paper: $(STAMP)
 	@for script in steerable ign mpnn scaling pensia laws sparse; do echo "== benchmarks/paper/$$script.py"; \
 		$(PY) benchmarks/paper/$$script.py || exit 1; done

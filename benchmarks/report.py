@@ -378,13 +378,19 @@ def report() -> str:
     return "\n\n".join([subset_sum_table(), construct_table(), search_table(), ign_table()])
 
 
+PAPER_SCRIPTS = ("steerable", "ign", "mpnn", "scaling", "pensia", "laws", "sparse")  # what `make paper` runs
+
+
 def paper_runs_table() -> str:
     rows = ["| script | command | seeds | wall time (s) | load at the end | figure |", "|---|---|---|---|---|---|"]
-    for name in ("steerable", "ign", "mpnn", "scaling", "pensia", "laws", "sparse"):
+    total = 0.0
+    for name in PAPER_SCRIPTS:
         data = _load(f"{name}.json", PAPER)
+        total += data["wall_seconds"]
         rows.append(f"| `{name}.py` | `{data['command']}` | {len(data['settings']['seeds'])} | "
                     f"{data['wall_seconds']:.0f} | {data['machine']['loadavg_at_end'][0]:.1f} | "
                     f"`benchmarks/paper/results/{name}.png` |")
+    rows.append(f"| all (`make paper`) | | | {total:.0f} ({total / 60:.0f} min) | | |")
     return "Runs (our machine: 2 CPU cores):\n\n" + "\n".join(rows)
 
 

@@ -158,11 +158,8 @@ def construct(target: nn.Module, inputs, *, tol: Union[float, Mapping[str, float
     check_inputs(target, inputs, input_nonnegative)
     neurons = method == "malach_neurons"
     seconds = {"trace": 0.0, "draw": 0.0, "solve": 0.0}
-    samples = NEURON_FIT_SAMPLES if neurons else TRACE_SAMPLES
-    if cache is not None:  # as many as fit in FEEDBACK_TRACE_BYTES of traced activations
-        samples = samples_within(target, inputs, FEEDBACK_SAMPLES, FEEDBACK_TRACE_BYTES)
     with timed(seconds, "trace"):
-        trace = trace_target(target, inputs, input_nonnegative, samples)
+        trace = trace_target(target, inputs, input_nonnegative, _trace_samples(target, inputs, neurons, cache))
         tols = _layer_tolerances(tol, trace.layers)
         plans = [_plan(layer, *_pools(n, tols[layer.path], tolerance.method, neurons)) for layer in trace.layers]
         units = {unit.path: unit for unit in trace.units if unit.kind == "linear"}
@@ -198,6 +195,16 @@ def construct(target: nn.Module, inputs, *, tol: Union[float, Mapping[str, float
     if log is not None:
         log(certificate.summary())
     return ticket
+
+
+def _trace_samples(target, inputs, neurons: bool, cache: Optional[FeedbackCache]) -> int:
+    """Inputs to trace: ``NEURON_FIT_SAMPLES`` to fit neuron subnetworks on; with error feedback as many of
+    ``FEEDBACK_SAMPLES`` as fit in ``FEEDBACK_TRACE_BYTES`` of traced activations; else ``TRACE_SAMPLES``."""
+    if neurons:
+        return NEURON_FIT_SAMPLES
+    if cache is not None:
+        return samples_within(target, inputs, FEEDBACK_SAMPLES, FEEDBACK_TRACE_BYTES)
+    return TRACE_SAMPLES
 
 
 def _feedback_cache(feedback) -> Optional[FeedbackCache]:

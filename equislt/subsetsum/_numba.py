@@ -487,14 +487,18 @@ def _nearest(s, lo, hi, u):
 
 
 @njit(cache=True, nogil=True)
-def _fewest_small(x, idx, k, t, tol, chosen, r, s, at, pick, keep):
+def _fewest_small(x, idx, k, t, tol, chosen, r):
     """Fewest mode for a row whose answer has at most four summands: the closest subset of the smallest size
     with ``|sum - t| <= tol``. The row's values are sorted into ``s`` (positions in ``at``); a subset of size
     ``m + 1`` is ``m`` ascending positions (``pick``, advanced like an odometer) and a last one after them, the
     nearest to what is left (binary search). Marks the subset in ``chosen[r]`` and returns True, or returns
-    False (nothing marked) when every subset within ``tol`` is larger. ``pick``, ``keep``: scratch of length 4."""
+    False (nothing marked) when every subset within ``tol`` is larger."""
     if abs(0.0 - t) <= tol:
         return True
+    s = np.empty(k, np.float64)
+    at = np.empty(k, np.int64)
+    pick = np.empty(4, np.int64)
+    keep = np.empty(4, np.int64)  # the best subset of the current size: pick, then its last position
     for p in range(k):  # insertion sort: k <= 32
         v = x[idx[p]]
         q = p
@@ -595,10 +599,6 @@ def _solve_chunk(values, targets, valid, tol, fewest, chosen, r0, r1):
     gv = np.empty(mm, np.float64)
     gj = np.empty(mm, np.int64)
     idx = np.empty(max(n, 1), np.int64)
-    small = np.empty(max(n, 1), np.float64)  # _fewest_small's scratch
-    small_at = np.empty(max(n, 1), np.int64)
-    pick = np.empty(4, np.int64)
-    keep = np.empty(4, np.int64)
     a0 = ra0[1:]
     a1 = ra1[1:]
     b0 = rb0[1:]
@@ -614,7 +614,7 @@ def _solve_chunk(values, targets, valid, tol, fewest, chosen, r0, r1):
         na = 1 << h_a
         nb = 1 << (k - h_a)
         t = targets[r]
-        if fewest and tol >= 0.0 and _fewest_small(x, idx, k, t, tol, chosen, r, small, small_at, pick, keep):
+        if fewest and tol >= 0.0 and _fewest_small(x, idx, k, t, tol, chosen, r):
             continue
         if fewest:
             wa, wb = _sorted_halves(x, idx, k, a0, am0, a1, am1, b0, bm0, b1, bm1, sh, shm, rh, rhm)
