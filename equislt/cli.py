@@ -95,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     con.add_argument("--feedback", action=argparse.BooleanOptionalAction, default=None,
                      help="error feedback: fold each residual into the coefficients still to solve so residuals "
                           "cancel in the output (default: on with --sparse, off otherwise)")
+    con.add_argument("--prune-silent", action=argparse.BooleanOptionalAction, default=None,
+                     help="with feedback, keep nothing of features whose output is zero on every traced input "
+                          "(default: on with --sparse and feedback, off otherwise)")
     con.add_argument("--input-nonnegative", action="store_true", help="inputs are >= 0 (e.g. images)")
     con.add_argument("--device", default="cpu", help="where the exact Subset-Sum solver runs: cpu (numba, default), "
                                                       "auto, cuda, cuda:N or mps (its torch backend)")
@@ -241,6 +244,8 @@ def _construct(args) -> None:
             options = {} if args.n is None else {"n": args.n}
             if args.feedback is not None:
                 options["feedback"] = args.feedback
+            if args.prune_silent is not None:
+                options["prune_silent"] = args.prune_silent
             ticket = construct_sparse(target, inputs, agreement=args.sparse, device=args.device, seed=args.seed,
                                       policy=args.policy, input_nonnegative=args.input_nonnegative,
                                       progress=not args.no_progress, log=print, **options)
@@ -248,7 +253,8 @@ def _construct(args) -> None:
         else:
             ticket = construct(target, inputs, tol=args.tol, device=args.device, eps=args.eps, n=args.n,
                                seed=args.seed, policy=args.policy, fewest=args.fewest, method=args.method,
-                               feedback=bool(args.feedback), input_nonnegative=args.input_nonnegative,
+                               feedback=bool(args.feedback), prune_silent=bool(args.prune_silent),
+                               input_nonnegative=args.input_nonnegative,
                                progress=not args.no_progress, log=print)
         ticket.save(args.out)
     except (OSError, ValueError) as err:

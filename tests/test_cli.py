@@ -43,9 +43,14 @@ def test_demo_construct_fast_path(tmp_path, capsys):
     assert sparse.prediction_agreement >= 0.99 and sparse.tol is None and all(layer.tol for layer in sparse.layers)
     assert sparse.kept_coefficients < Ticket.load(tmp_path / "again.pt").certificate.kept_coefficients
     assert sparse.feedback and not again.certificate.feedback  # error feedback: on for --sparse, else asked for
-    assert main(["construct", "--target", str(out / "target.pt"), "--tol", "1e-3", "--feedback",
+    assert sparse.prune_silent and not again.certificate.prune_silent  # so are silent features
+    assert main(["construct", "--target", str(out / "target.pt"), "--tol", "1e-3", "--feedback", "--prune-silent",
                  "--input-nonnegative", "--no-progress", "--out", str(tmp_path / "fed.pt")]) == 0
-    assert Ticket.load(tmp_path / "fed.pt").certificate.feedback
+    fed = Ticket.load(tmp_path / "fed.pt").certificate
+    assert fed.feedback and fed.prune_silent
+    with pytest.raises(SystemExit, match="pass feedback=True"):
+        main(["construct", "--target", str(out / "target.pt"), "--tol", "1e-3", "--prune-silent",
+              "--input-nonnegative", "--no-progress", "--out", str(tmp_path / "never.pt")])
 
 
 def test_demo_search_fast_path(tmp_path, capsys):

@@ -80,6 +80,16 @@ def test_feedback_lowers_the_output_error_at_the_same_kept_count(tmp_path):
         assert torch.equal(loaded.compiled(held_out), fed.compiled(held_out))
 
 
+def _assert_d4_invariant(ticket, x):
+    """The ticket's literal and compact networks, in train and eval mode, under the rotations and a flip of D4."""
+    actions = [(f"rot{k}", (lambda z, k=k: torch.rot90(z, k, dims=(2, 3))), (lambda y: y)) for k in (1, 2, 3)]
+    actions.append(("flip", (lambda z: torch.flip(z, dims=(3,))), (lambda y: y)))
+    for network in (ticket.network, ticket.compiled):
+        for mode in ("train", "eval"):
+            getattr(network, mode)()
+            assert_equivariant(equivariance_error(network, x, actions), 1e-5)
+
+
 def test_a_feedback_ticket_of_a_steerable_cnn_is_exactly_equivariant():
     from equislt.models import steerable_cnn
 
@@ -89,12 +99,7 @@ def test_a_feedback_ticket_of_a_steerable_cnn_is_exactly_equivariant():
     ticket = construct(target, x, tol=1e-3, n=16, fewest=True, input_nonnegative=True, feedback=True,
                        progress=False)
     assert ticket.certificate.rows_over_tol == 0
-    actions = [(f"rot{k}", (lambda z, k=k: torch.rot90(z, k, dims=(2, 3))), (lambda y: y)) for k in (1, 2, 3)]
-    actions.append(("flip", (lambda z: torch.flip(z, dims=(3,))), (lambda y: y)))
-    for network in (ticket.network, ticket.compiled):
-        for mode in ("train", "eval"):
-            getattr(network, mode)()
-            assert_equivariant(equivariance_error(network, x[:8], actions), 1e-5)
+    _assert_d4_invariant(ticket, x[:8])
 
 
 def test_feedback_on_graph_layers_lowers_the_error():
@@ -185,3 +190,80 @@ def test_the_feedback_trace_is_bounded_by_bytes(monkeypatch):
     monkeypatch.setattr(_construct, "FEEDBACK_TRACE_BYTES", 64 * per_sample)
     construct(target, x, tol=3e-3, n=16, fewest=True, feedback=True, progress=False)
     assert traced == [64]
+
+
+def _mlp_with_silent_features():
+    """``_mlp`` whose hidden units 3 and 7 never fire (weights 0, bias −0.1) and whose input 0 is always
+    positive on ``_positive_first`` inputs: 4 × 2 silent rows in layer 2, 16 (input 0's negative half) in
+    layer 0."""
+    target = _mlp()
+    with torch.no_grad():
+        target[0].weight[[3, 7]] = 0.0
+        target[0].bias[[3, 7]] = -0.1
+    return target
+
+
+def _positive_first(x: torch.Tensor) -> torch.Tensor:
+    x = x.clone()
+    x[:, 0] = x[:, 0].abs() + 0.1
+    return x
+
+
+def test_silent_features_keep_nothing_and_the_traced_outputs_stay():
+    """prune_silent: the problems of features whose output is zero on every traced input stay empty. Their
+    coefficients multiply zeros there, so on those inputs the ticket's outputs are the ones it has without
+    pruning, with fewer coefficients kept; on an input that wakes a silent feature it is worse (measured, not
+    certified: the bound sees the full residuals)."""
+    g = torch.Generator().manual_seed(0)  # full-rank inputs: the feedback's moved goals hold off their span too
+    target, x = _mlp_with_silent_features(), _positive_first(torch.randn(512, 12, generator=g))
+    options = dict(tol=3e-3, n=16, fewest=True, feedback=True, progress=False)
+    full = construct(target, x, **options)
+    pruned = construct(target, x, prune_silent=True, **options)
+    a, b = full.certificate, pruned.certificate
+    assert (a.silent_rows, b.silent_rows) == (0, 24)
+    assert {layer.path: layer.silent_rows for layer in b.layers} == {"0": 16, "2": 8}
+    assert b.prune_silent and not a.prune_silent and a.rows_over_tol == b.rows_over_tol == 0
+    assert b.kept_coefficients < a.kept_coefficients
+    lift = pruned.masks()["2.lift"]["weight"]  # [hidden copies, 16 inputs]: nothing of units 3 and 7
+    assert not lift[:, [3, 7]].any() and lift[:, 0].any()
+    assert full.masks()["2.lift"]["weight"][:, [3, 7]].any()
+    held_out = _positive_first(torch.randn(256, 12, generator=g))
+    with torch.no_grad():
+        assert torch.allclose(pruned.compiled(x), full.compiled(x), atol=1e-6)
+        assert torch.allclose(pruned.compiled(held_out), full.compiled(held_out), atol=1e-6)
+        awake = torch.randn(256, 12, generator=g)  # input 0 of either sign: its negative half speaks
+        f = target(awake)
+        errors = [float((f - t.compiled(awake)).norm() / f.norm()) for t in (full, pruned)]
+    assert errors[1] > 2 * errors[0], errors
+    assert b.bound > a.bound
+    assert "24 problems of features silent" in b.summary()
+
+
+def test_prune_silent_needs_error_feedback():
+    target, x = _mlp(), _correlated_inputs(64, 12)
+    with pytest.raises(ValueError, match="prune_silent=True finds silent features"):
+        construct(target, x, prune_silent=True, progress=False)
+    with pytest.raises(TypeError, match="prune_silent must be True or False"):
+        construct(target, x, feedback=True, prune_silent="yes", progress=False)
+
+
+def test_a_ticket_without_its_silent_features_is_exactly_equivariant():
+    """A silent regular field of a D4 CNN (batch-norm scale 0, shift −0.1) keeps nothing in the next layer; pruning
+    whole coefficient columns keeps the ticket exactly equivariant."""
+    from equislt.models import steerable_cnn
+
+    torch.manual_seed(0)
+    target = steerable_cnn("d4", channels=(2, 3), kernel_size=3, input_size=9, num_classes=4).eval()
+    with torch.no_grad():
+        norm = getattr(target.features[1], "batch_norm_[8]")  # the regular fields of D4 (size 8)
+        norm.weight[1], norm.bias[1] = 0.0, -0.1
+    x = torch.rand(64, 1, 9, 9)
+    options = dict(tol=1e-3, n=16, fewest=True, input_nonnegative=True, feedback=True, progress=False)
+    full = construct(target, x, **options)
+    ticket = construct(target, x, prune_silent=True, **options)
+    silent = {layer.path: layer.silent_rows for layer in ticket.certificate.layers}
+    assert silent["features.4"] > 0 and silent["features.0"] == 0
+    assert ticket.certificate.kept_coefficients < full.certificate.kept_coefficients
+    with torch.no_grad():
+        assert torch.allclose(ticket.compiled(x), full.compiled(x), atol=1e-5)
+    _assert_d4_invariant(ticket, x[:8])

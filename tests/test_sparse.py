@@ -49,7 +49,7 @@ def test_construct_sparse_keeps_fewer_coefficients_at_the_agreement_goal():
     closest = construct(target, x, tol=1e-5, progress=False).certificate
     lines = []
     ticket = construct_sparse(target, x, agreement=0.99, n=16, start=1e-2, steps=6, log=lines.append,
-                              progress=False)
+                              refine=False, progress=False)
     cert = ticket.certificate
     assert cert.prediction_agreement >= 0.99 and cert.rows_over_tol == 0
     assert cert.kept_coefficients < closest.kept_coefficients / 2
@@ -68,10 +68,37 @@ def test_construct_sparse_keeps_fewer_coefficients_at_the_agreement_goal():
     assert cert.feedback  # construct_sparse solves with error feedback by default
     # the margin criterion is stricter: a prediction kept with a margin is kept
     strict = construct_sparse(target, x, agreement=0.99, criterion="margin", n=16, start=1e-2, steps=6,
-                              progress=False)
+                              refine=False, progress=False)
     assert margin_agreement(target, strict.compiled, x) >= 0.99
     assert margin_agreement(target, ticket.compiled, x) <= ticket.certificate.prediction_agreement
     assert strict.certificate.kept_coefficients >= cert.kept_coefficients
+
+
+def test_refining_doubles_layer_tolerances_while_the_ticket_agrees():
+    """refine=True: after the bisection each layer's tolerance is doubled, the layer keeping the most first, while
+    the ticket still reaches the goal with fewer coefficients; the first doubling that does not is logged and
+    dropped. The result keeps at most the bisection's coefficients and still agrees."""
+    target, x = _target()
+    options = dict(agreement=0.99, n=16, start=1e-2, steps=6, progress=False)
+    plain = construct_sparse(target, x, refine=False, **options)
+    lines = []
+    refined = construct_sparse(target, x, log=lines.append, **options)
+    a, b = plain.certificate, refined.certificate
+    assert b.prediction_agreement >= 0.99 and b.kept_coefficients <= a.kept_coefficients
+    start = {layer.path: layer.tol for layer in a.layers}
+    trials = [line.split("construct_sparse: ")[1] for line in lines if " at tol " in line]
+    assert trials, lines
+    order = [layer.path for layer in sorted(a.layers, key=lambda layer: -layer.kept_coefficients)]
+    assert [t.split(" at tol")[0] for t in trials] == sorted((t.split(" at tol")[0] for t in trials), key=order.index)
+    kept, tols = a.kept_coefficients, dict(start)  # replay the log with the rule: the same ticket comes out
+    for trial in trials:
+        path, tol = trial.split(" at tol ")[0], float(trial.split(" at tol ")[1].split(":")[0])
+        assert tol == pytest.approx(2 * tols[path], rel=1e-2)  # one doubling of the layer's current tolerance
+        count = int(trial.split("kept ")[1].split(" ")[0].replace(",", ""))
+        if float(trial.split("agreement ")[1].split(",")[0]) >= 0.99 and count < kept:
+            kept, tols[path] = count, 2 * tols[path]
+    assert kept == b.kept_coefficients
+    assert {layer.path: layer.tol for layer in b.layers} == pytest.approx(tols)
 
 
 def test_construct_sparse_says_when_the_goal_is_out_of_reach():

@@ -4,15 +4,18 @@ Pensia et al. (2020) kept 9.39× their target's weights (closest subsets of 21 r
 elements within a tolerance from larger pools (Natale et al. 2024) keep fewer, but a per-coefficient tolerance
 lets errors add up; ``equislt.construct.construct_sparse`` picks the tolerance of every layer from the certificate,
 solves with error feedback (each residual folded into the coefficients still to solve, so that residuals cancel in
-the layer's output; ``--no-feedback`` turns it off) and lowers a common level until the ticket agrees with its
-target on the selection inputs. This script trains the targets of the family scripts (same settings and seeds: C4
-and D4 steerable CNNs (8, 16) and an MLP 289-64-10 on rotated digits, a 2-IGN, GIN and GCN on atlas triangle
-counting; every input is non-negative), constructs the closest-subset ticket (the family
+the layer's output; ``--no-feedback`` turns it off), keeps nothing of features silent on the selection inputs
+(a ReLU channel that never fires there, a sign half never taken; ``--keep-silent`` solves them too), lowers a
+common level until the ticket agrees with its target on the selection inputs, then doubles each layer's tolerance
+while it still agrees (``--no-refine`` skips this). This script trains the targets of the family scripts (same
+settings and seeds: C4 and D4 steerable CNNs (8, 16) and an MLP 289-64-10 on rotated digits, a 2-IGN, GIN and GCN
+on atlas triangle counting; every input is non-negative), constructs the closest-subset ticket (the family
 scripts' default, tol 1e-5) and the sparse one, and reports kept / target for both with the agreement on held-out
 inputs the selection never saw: for images, fresh continuous rotations of the test digits (4 per digit); for
 graphs, the test split. Writes ``results/sparse.json`` and ``results/sparse.png``.
 
-    python benchmarks/paper/sparse.py [--seeds 0 1 2] [--n 32] [--agreement 0.999] [--no-feedback]
+    python benchmarks/paper/sparse.py [--seeds 0 1 2] [--n 32] [--agreement 0.999] [--no-feedback] [--keep-silent]
+        [--no-refine]
 """
 from __future__ import annotations
 
@@ -97,13 +100,24 @@ def _agreement(target, ticket, inputs) -> float:
     return float((f.argmax(1) == g.argmax(1)).float().mean())
 
 
+@torch.no_grad()
+def _smallest_margins(target, inputs, count: int = 4) -> list:
+    """The ``count`` smallest gaps between the target's top two logits on ``inputs``, over its largest |logit|."""
+    f = target(*inputs) if isinstance(inputs, tuple) else target(inputs)
+    f = getattr(f, "tensor", f)
+    top = f.topk(2, dim=1).values
+    return ((top[:, 0] - top[:, 1]) / f.abs().max()).sort().values[:count].tolist()
+
+
 def run(name, target, selection, held_out, nonneg, args, seed) -> dict:
     t0 = time.perf_counter()
     closest = construct(target, selection, tol=1e-5, seed=seed, input_nonnegative=nonneg, progress=False)
     closest_seconds = time.perf_counter() - t0
     t0 = time.perf_counter()
     sparse = construct_sparse(target, selection, agreement=args.agreement, n=args.n, seed=seed,
-                              input_nonnegative=nonneg, feedback=not args.no_feedback, progress=False,
+                              input_nonnegative=nonneg, feedback=not args.no_feedback,
+                              prune_silent=not (args.no_feedback or args.keep_silent), refine=not args.no_refine,
+                              progress=False,
                               log=lambda line: print(f"  {line}"))
     sparse_seconds = time.perf_counter() - t0
     cert, reference = sparse.certificate, closest.certificate
@@ -119,6 +133,8 @@ def run(name, target, selection, held_out, nonneg, args, seed) -> dict:
                       "layer_tolerances": {layer.path: layer.tol for layer in cert.layers},
                       "layer_kept_over_target": {layer.path: layer.kept_coefficients / layer.target_coefficients
                                                  for layer in cert.layers},
+                      "silent_rows": cert.silent_rows, "problems": sum(layer.n_problems for layer in cert.layers),
+                      "target_smallest_margins": _smallest_margins(target, selection),
                       "seconds": sparse_seconds}}
     print(f"[{name} seed {seed}] kept/target: closest {row['closest']['kept_over_target']:.2f}, sparse "
           f"{row['sparse']['kept_over_target']:.2f}; held-out agreement {row['sparse']['held_out_agreement']:.4f} "
@@ -150,6 +166,10 @@ def main():
     parser.add_argument("--agreement", type=float, default=0.999)
     parser.add_argument("--graph-epochs", type=int, default=100)
     parser.add_argument("--no-feedback", action="store_true", help="construct_sparse without error feedback")
+    parser.add_argument("--keep-silent", action="store_true", help="solve the problems of features silent on the "
+                        "selection inputs too (construct_sparse's prune_silent=False)")
+    parser.add_argument("--no-refine", action="store_true", help="keep the bisection's tolerances (construct_sparse's "
+                        "refine=False)")
     run_arguments(parser)
     args = parser.parse_args()
     clock = Timer()

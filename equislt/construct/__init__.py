@@ -8,8 +8,8 @@ ticket runs in its compact form. The modules: ``families/`` (what differs per ki
 plan, hidden copies and coefficient layout of a block), ``_block`` (its modules), ``_draw`` (the per-field
 streams), ``_build`` (the literal random network, on request), ``_trace`` (reading the target), ``_solve`` (draws
 → pools → problems → solve → masks), ``_policy`` (rows over the tolerance), ``_certificate`` (the bound math),
-``_feedback`` (error feedback), ``_compile`` (the compact form), ``_recipe`` (what a ticket stores), ``_construct``
-(the entry point), ``_sparse`` (a tolerance per layer for sparse tickets), ``_neurons`` (Malach's neuron
+``_feedback`` (error feedback; silent features), ``_compile`` (the compact form), ``_recipe`` (what a ticket stores), ``_construct``
+(the entry point), ``_sparse`` (a tolerance per layer for sparse tickets, refined layer by layer), ``_neurons`` (Malach's neuron
 subnetworks).
 """
 from ._block import CompiledBlock, LiftMix, PooledBias

@@ -100,6 +100,7 @@ class LayerCertificate:
     widened_fields: int = 0  # input fields that got extra copies (policy "widen")
     fit_relative_error: Optional[float] = None  # neuron subnetworks: relative error of the layer's fit (traced)
     tol: Optional[float] = None  # the layer's per-coefficient tolerance (None in files of earlier releases)
+    silent_rows: int = 0  # problems left empty: their feature is zero on every traced input (prune_silent)
 
     @property
     def n(self) -> int:
@@ -120,7 +121,7 @@ class LayerCertificate:
             pool_positive_mean=solution.pool_sizes["positive_mean"],
             pool_negative_mean=solution.pool_sizes["negative_mean"], bias_pool=plan.bias_pool, gain=plan.gain,
             input_nonnegative=layer.input_nonnegative, folded_norm=layer.folded_norm,
-            n_problems=solution.n_problems, rows_over_tol=solution.rows_over(tol),
+            n_problems=solution.n_problems, rows_over_tol=solution.rows_over(tol), silent_rows=solution.silent_rows,
             coefficient_residual={} if neurons else quantiles(residuals),
             bias_residual=quantiles(solution.bias_residual), fit_relative_error=solution.fit_relative_error, tol=tol,
             error_slope=slope, error_offset=offset, lipschitz=lipschitz if slope is not None else None,
@@ -157,6 +158,7 @@ class Certificate:
     assumptions: List[str] = field(default_factory=list)  # what the bound takes for granted beyond the code
     method: str = "subset_sum"  # how the masks were chosen: "subset_sum" or "malach" (construct's method)
     feedback: bool = False  # the problems were solved with error feedback (construct's feedback=True)
+    prune_silent: bool = False  # features silent on the traced inputs kept nothing (construct's prune_silent)
 
     @property
     def target_coefficients(self) -> int:
@@ -178,18 +180,22 @@ class Certificate:
     def rows_over_tol(self) -> int:
         return sum(layer.rows_over_tol for layer in self.layers)
 
+    @property
+    def silent_rows(self) -> int:
+        return sum(layer.silent_rows for layer in self.layers)
+
     def as_dict(self) -> dict:
         out = asdict(self)
         out.update(target_coefficients=self.target_coefficients, random_coefficients=self.random_coefficients,
                    kept_coefficients=self.kept_coefficients, lower_bound=self.lower_bound,
-                   rows_over_tol=self.rows_over_tol)
+                   rows_over_tol=self.rows_over_tol, silent_rows=self.silent_rows)
         return out
 
     @classmethod
     def from_dict(cls, data: dict) -> "Certificate":
         data = dict(data)
         for key in ("target_coefficients", "random_coefficients", "kept_coefficients", "lower_bound",
-                    "rows_over_tol"):
+                    "rows_over_tol", "silent_rows"):
             data.pop(key, None)
         layers = [LayerCertificate.from_dict(layer) for layer in data.pop("layers", [])]
         return cls(layers=layers, **data)
@@ -214,6 +220,9 @@ class Certificate:
             lines.append(f"{c.path:<18}{c.n:>4}{c.widened_fields:>8}{c.copies_added:>8}{c.n_problems:>10}"
                          f"{c.coefficient_residual.get('max', math.nan):>10.1e}{c.rows_over_tol:>6}{c.target_coefficients:>9}"
                          f"{c.random_coefficients:>10}{c.kept_coefficients:>9}{c.lower_bound:>10.0f}")
+        if self.silent_rows:
+            lines.append(f"{self.silent_rows} problems of features silent on the traced inputs kept nothing "
+                         "(prune_silent; not in >tol, their residuals are in max|d| and the bound)")
         bound = f"{self.bound:.3g}" if self.bound is not None else f"unavailable ({self.bound_note})"
         lines.append(f"certified sup error over ||x|| <= {self.input_radius:.3g}: {bound}")
         lines += [f"  assuming {assumption}" for assumption in self.assumptions]

@@ -88,7 +88,7 @@ def construct(target: nn.Module, inputs, *, tol: Union[float, Mapping[str, float
               eps: Optional[float] = None, seed: int = 0, policy: str = "widen", max_n: Optional[int] = None,
               fewest: bool = False, input_nonnegative: bool = False, input_radius: Optional[float] = None,
               verify: str = "compact", device="cpu", method: str = "subset_sum",
-              feedback: Union[bool, FeedbackCache] = False,
+              feedback: Union[bool, FeedbackCache] = False, prune_silent: bool = False,
               progress: bool = True, log=None) -> Ticket:
     r"""Prune a random overparametrised network to approximate ``target`` (Pensia et al. 2020 lifted to
     equivariant coefficients, Ferbach et al. 2023; or Malach et al. 2020's single products, ``method="malach"``).
@@ -142,13 +142,18 @@ def construct(target: nn.Module, inputs, *, tol: Union[float, Mapping[str, float
         exceed ``tol`` (the certified bound grows; the measured error falls). Not for ``"malach_neurons"``.
         A :class:`~equislt.construct.FeedbackCache` instead of ``True`` keeps each layer's solving order and
         second moments for the next construction of the same target on the same inputs (at another ``tol``).
+    prune_silent : with ``feedback``, keep nothing for a feature (an input field's basis element and sign half)
+        whose output is zero on every traced input: a ReLU channel that never fires there, or a sign half its
+        input never takes. The ticket then matches the target on inputs like the traced ones only as far as
+        those features stay silent (measure it on held-out inputs); the certificate counts these problems as
+        ``silent_rows`` and its bound sees their full residuals.
 
     The random network is never built as modules: each layer's random coefficients are drawn from the seed one
     chunk of input fields at a time, solved, and dropped; the ticket keeps the masks and runs in its compact form.
     """
     where = resolve_device(device, "construct: device")
     cache = _feedback_cache(feedback)
-    tolerance = _tolerance(tol, policy, max_n, fewest, where, method, cache is not None)
+    tolerance = _tolerance(tol, policy, max_n, fewest, where, method, cache is not None, prune_silent)
     if n is not None and not 2 <= int(n) <= tolerance.max_n:
         raise ValueError(f"construct: n must be in [2, max_n={tolerance.max_n}], got {n}")
     if verify not in VERIFY:
@@ -164,7 +169,7 @@ def construct(target: nn.Module, inputs, *, tol: Union[float, Mapping[str, float
         plans = [_plan(layer, *_pools(n, tols[layer.path], tolerance.method, neurons)) for layer in trace.layers]
         units = {unit.path: unit for unit in trace.units if unit.kind == "linear"}
     certificate = Certificate(eps=eps, tol=None if isinstance(tol, Mapping) else float(tol), input_radius=0.0,
-                              method=method, feedback=cache is not None)
+                              method=method, feedback=cache is not None, prune_silent=tolerance.prune_silent)
     masks, terms = {}, {}
     for layer, plan in tqdm(list(zip(trace.layers, plans)), desc="construct", disable=not progress, leave=False):
         layer_tolerance = dataclasses.replace(tolerance, tol=tols[layer.path])
@@ -217,10 +222,15 @@ def _feedback_cache(feedback) -> Optional[FeedbackCache]:
 
 
 def _tolerance(tol, policy: str, max_n: Optional[int], fewest: bool, where, method: str,
-               feedback: bool = False) -> Tolerance:
+               feedback: bool = False, prune_silent: bool = False) -> Tolerance:
     """The validated options every layer shares (each layer's own ``tol`` replaces the one here)."""
     if method not in CONSTRUCT_METHODS:
         raise ValueError(f"construct: method must be one of {CONSTRUCT_METHODS}, got {method!r}")
+    if prune_silent not in (True, False):
+        raise TypeError(f"construct: prune_silent must be True or False, got {prune_silent!r}")
+    if prune_silent and not feedback:
+        raise ValueError("construct: prune_silent=True finds silent features in error feedback's traced second "
+                         "moments; pass feedback=True (or a FeedbackCache) with it")
     if feedback and method == "malach_neurons":
         raise ValueError("construct: feedback=True moves the targets of coefficient problems; method="
                          "'malach_neurons' keeps whole hidden fields and has none (use 'subset_sum' or 'malach')")
@@ -230,7 +240,8 @@ def _tolerance(tol, policy: str, max_n: Optional[int], fewest: bool, where, meth
         raise ValueError(f"construct: max_n={max_n} exceeds the exact Subset-Sum solver's limit {MAX_N}")
     _check_tol(tol)
     return Tolerance(min(tol.values()) if isinstance(tol, Mapping) else tol, policy, int(max_n), fewest,
-                     None if where.type == "cpu" else where, "malach" if method == "malach" else "subset_sum")
+                     None if where.type == "cpu" else where, "malach" if method == "malach" else "subset_sum",
+                     bool(prune_silent))
 
 
 def _pools(n: Optional[int], tol: float, method: str, neurons: bool):

@@ -24,6 +24,11 @@ one matrix per group of output fields, shared by every output field of the group
 order of their share of the output (``H``'s diagonal, largest first: GPTQ's "act order"), so the large
 residuals come early, while many targets are left to absorb them.
 
+A feature whose output is zero on every traced input (a ReLU channel that never fires there, or a sign half the
+input never takes) is *silent*: ``prune_silent`` (:func:`~equislt.construct.construct`) keeps none of its
+coefficients, since no choice of them changes the output on those inputs (a measured, not a certified, saving:
+the certificate counts their rows apart and its bound sees their full residuals).
+
 The order and the factors depend on the target and the traced inputs only, not on the tolerance or the pools:
 a :class:`FeedbackCache` passed to several constructions of one target (``construct(..., feedback=cache)``;
 :func:`~equislt.construct.construct_sparse` does this across its levels) computes them once per layer.
@@ -38,12 +43,14 @@ import torch
 
 from .._compat import as_input_of, tensor_of
 
-__all__ = ["DAMPING", "FEEDBACK_BYTES", "FEEDBACK_SAMPLES", "FEEDBACK_TRACE_BYTES", "FeedbackCache", "LayerFeedback"]
+__all__ = ["DAMPING", "FEEDBACK_BYTES", "FEEDBACK_SAMPLES", "FEEDBACK_TRACE_BYTES", "FeedbackCache", "LayerFeedback",
+           "SILENT_ENERGY"]
 
 FEEDBACK_SAMPLES = 1024  # inputs traced for the second moments (the other methods trace 128), at most
 FEEDBACK_TRACE_BYTES = 2**31  # the traced inputs and outputs of every unit, at most (fewer samples on large models)
 FEEDBACK_BYTES = 2**28  # the features of one group of output fields on the traced inputs, at most
 DAMPING = 0.01  # λ / mean diag H
+SILENT_ENERGY = 1e-12  # a feature whose output energy is below this fraction of its group's mean is silent
 
 
 @dataclass
@@ -67,6 +74,7 @@ class LayerFeedback:
     numel: int
     groups: List[_Group]
     step_groups: List[List[int]]
+    silent: torch.Tensor  # [steps, halves] the feature's output is zero on every traced input
 
     @classmethod
     def of(cls, layer, unit, blocks, halves, alpha: torch.Tensor) -> "LayerFeedback":
@@ -86,10 +94,13 @@ class LayerFeedback:
                     grouped.setdefault(tuple(block.out_fields), []).append((len(steps), column[:, k]))
                     steps.append((b, column[:, k]))
         moments, weight = [], torch.zeros(len(steps), dtype=torch.float64)
+        silent = torch.ones(len(steps), len(halves), dtype=torch.bool)
         for out_fields, members in grouped.items():
             positions = torch.stack([rows + h * numel for _, rows in members for h in range(len(halves))], dim=1)
             moment = _second_moment(layer, unit, halves, out_fields, positions, numel)
-            diagonal = moment.diagonal().reshape(len(members), len(halves)).sum(dim=1)
+            energy = moment.diagonal().reshape(len(members), len(halves))
+            silent[[step for step, _ in members]] &= energy <= SILENT_ENERGY * energy.mean()
+            diagonal = energy.sum(dim=1)
             weight[[step for step, _ in members]] += diagonal / diagonal.mean().clamp(min=1e-300)
             moments.append((members, positions, moment))
         order = torch.argsort(weight, descending=True, stable=True).tolist()  # most output energy first
@@ -103,7 +114,7 @@ class LayerFeedback:
                 group.steps[rank[members[m][0]]] = (i * len(halves), (i + 1) * len(halves))
                 step_groups[rank[members[m][0]]].append(g)
             groups.append(group)
-        return cls([steps[step] for step in order], goals, goals.clone(), numel, groups, step_groups)
+        return cls([steps[step] for step in order], goals, goals.clone(), numel, groups, step_groups, silent[order])
 
     def restarted(self) -> "LayerFeedback":
         """The same order and factors with the targets as they were before any step (the groups are shared)."""

@@ -35,7 +35,8 @@ class Tolerance:
     """The per-coefficient tolerance ``tol`` (normalised units), the policy for rows over it, the largest pool
     ``max_n`` a widening may reach, ``fewest`` (keep the fewest coefficients within ``tol``), the ``device``
     the exact solver runs on (``None``: the CPU; else its torch backend there) and the ``method``
-    (``"subset_sum"`` or ``"malach"``: subsets of at most one element)."""
+    (``"subset_sum"`` or ``"malach"``: subsets of at most one element); with error feedback, ``prune_silent``
+    leaves the problems of silent features empty (:mod:`._feedback`)."""
 
     tol: float
     policy: str = "widen"
@@ -43,6 +44,7 @@ class Tolerance:
     fewest: bool = False
     device: Optional[torch.device] = None
     method: str = "subset_sum"
+    prune_silent: bool = False
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -104,12 +106,15 @@ def _solve_weights(layer, plan: LayerPlan, blocks: LayerBlocks, seed: int, toler
 
 
 def _solve_with_feedback(layer, plan: LayerPlan, blocks: LayerBlocks, seed: int, tolerance: Tolerance,
-                         seconds: Dict[str, float], feedback: LayerFeedback) -> Dict[int, FieldSolution]:
+                         seconds: Dict[str, float], feedback: LayerFeedback):
     """The problems one feedback step at a time (:mod:`._feedback`): solve the step's rows toward their moved
-    goals (widening the field while the policy does), then fold their residuals into the later goals."""
+    goals (widening the field while the policy does), then fold their residuals into the later goals. With
+    ``prune_silent`` the rows of a silent feature stay empty (residual ``−goal``). Returns every field's solution
+    and, per half, the flat weight positions left empty that way."""
     halves, numel = _halves(layer), layer.alpha.numel()
     flat = torch.arange(numel).view(layer.alpha.shape)
     solutions: Dict[int, FieldSolution] = {}
+    silent = {half: torch.zeros(numel, dtype=torch.bool) for half, _ in halves}
     lift, mix = blocks.tensors(plan.layout(blocks.n_fields))  # laid out again only when a field is widened
     columns_of: Dict[int, torch.Tensor] = {}  # flat positions of each field's columns (widening keeps them)
     for step, (b, positions) in enumerate(feedback.steps):
@@ -117,6 +122,9 @@ def _solve_with_feedback(layer, plan: LayerPlan, blocks: LayerBlocks, seed: int,
             columns_of[b] = field_targets([b], mix, blocks.mix_blocks, flat)[0]
         columns = columns_of[b]
         rows = {half: torch.isin(columns, positions)[None] for half, _ in halves}
+        quiet = {half: rows[half][0] & bool(tolerance.prune_silent and feedback.silent[step, h])
+                 for h, (half, _) in enumerate(halves)}
+        rows = {half: rows[half] & ~quiet[half][None] for half, _ in halves}
         previous = {b: solutions[b]} if b in solutions else None
         while True:
             goals = {half: goal[columns][None] for (half, _), goal in zip(halves, feedback.half_goals(len(halves)))}
@@ -131,10 +139,12 @@ def _solve_with_feedback(layer, plan: LayerPlan, blocks: LayerBlocks, seed: int,
             lift, mix = blocks.tensors(plan.layout(blocks.n_fields))
             previous = {b: solutions[b]}
         residual = torch.zeros(len(halves) * numel, dtype=torch.float64)
-        for h, (half, _) in enumerate(halves):
+        for h, ((half, _), goal) in enumerate(zip(halves, feedback.half_goals(len(halves)))):
+            solutions[b].residual[half][quiet[half]] = -goal[columns[quiet[half]]]  # nothing kept
+            silent[half][columns[quiet[half]]] = True
             residual[h * numel + columns] = solutions[b].residual[half]
         feedback.propagate(step, residual)
-    return solutions
+    return solutions, silent
 
 
 def _solve_bias(layer, plan: LayerPlan, seed: int, tolerance: Tolerance):
@@ -166,14 +176,14 @@ def solve_within_tolerance(layer, plan: LayerPlan, seed: int, tolerance: Toleran
         solution = layer_solution({}, lift, mix, blocks.mix_blocks, layer.alpha, halves)
         solution.n_problems = 0
         return solution
-    feedback = None
+    feedback, silent = None, {}
     if traced is None:
         solutions = _solve_weights(layer, plan, blocks, seed, tolerance, seconds)
     else:
         with timed(seconds, "feedback"):
             alpha = layer.alpha.double() / plan.gain
             feedback = (cache.feedback if cache is not None else LayerFeedback.of)(layer, traced, blocks, halves, alpha)
-        solutions = _solve_with_feedback(layer, plan, blocks, seed, tolerance, seconds, feedback)
+        solutions, silent = _solve_with_feedback(layer, plan, blocks, seed, tolerance, seconds, feedback)
     with timed(seconds, "solve"):
         bias_mask, bias_residual = _solve_bias(layer, plan, seed, tolerance)
     lift, mix = blocks.tensors(plan.layout(blocks.n_fields))
@@ -185,6 +195,7 @@ def solve_within_tolerance(layer, plan: LayerPlan, seed: int, tolerance: Toleran
         solution.weight_residual_pos += solution.goal_shift["pos"]
         if "neg" in solution.goal_shift:
             solution.weight_residual_neg += solution.goal_shift["neg"]
+        solution.silent = {half: mask.view(alpha.shape) for half, mask in silent.items() if mask.any()}
     over = solution.rows_over(tolerance.tol)
     if over and tolerance.policy == "raise":
         raise ValueError(f"construct: {over} Subset-Sum rows of {plan.path} exceed tol={tolerance.tol} "

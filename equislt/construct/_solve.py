@@ -86,14 +86,23 @@ class LayerSolution:
     pool_sizes: Dict[str, float] = field(default_factory=dict)
     fit_relative_error: Optional[float] = None  # neuron subnetworks: the layer's relative fit error (no residuals)
     goal_shift: Dict[str, torch.Tensor] = field(default_factory=dict, repr=False)  # error feedback: goal − target
+    silent: Dict[str, torch.Tensor] = field(default_factory=dict, repr=False)  # half -> problems left empty
+
+    @property
+    def silent_rows(self) -> int:
+        """Problems left empty because their feature is silent on the traced inputs (``prune_silent``)."""
+        return sum(int(mask.sum()) for mask in self.silent.values())
 
     def weight_rows_over(self, tol: float) -> int:
         """Problems whose residual to their own goal (the target, or with error feedback the moved target)
-        exceeds ``tol``."""
+        exceeds ``tol``, silent ones apart."""
         over = 0
         for half, residual in (("pos", self.weight_residual_pos), ("neg", self.weight_residual_neg)):
             shift = self.goal_shift.get(half)
-            over += int(((residual if shift is None else residual - shift).abs() > tol).sum())
+            over_tol = (residual if shift is None else residual - shift).abs() > tol
+            if half in self.silent:
+                over_tol &= ~self.silent[half]
+            over += int(over_tol.sum())
         return over
 
     def bias_rows_over(self, tol: float) -> int:

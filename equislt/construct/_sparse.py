@@ -22,13 +22,18 @@ others. Layers without a certified slope (graph layers behind
 an aggregation) get the reference allocation ``t_i = λ``. After the bisection, the level halfway (geometrically)
 between the agreeing one and the coarser one that failed is tried too.
 
+The allocation rests on a model (independent errors, worst-case slopes), so some layers have slack at the level
+found. With ``refine=True`` (the default) each layer's tolerance is then doubled, layer by layer (the one keeping
+the most first), for as long as the ticket still agrees and keeps fewer coefficients: a coordinate search on the
+same inputs, so the agreement it holds is measured, not modelled (check it on held-out inputs).
+
 Error feedback (``feedback=True``, the default here; :mod:`._feedback`) makes each layer's residuals cancel in
 its output on the traced inputs, so the same agreement holds at a coarser level: fewer kept coefficients. Its
 solving order and second moments do not depend on the level: they are computed once (a ``FeedbackCache``).
 """
 from __future__ import annotations
 
-from typing import Dict
+from typing import Dict, Optional
 
 import torch
 from torch import nn
@@ -76,13 +81,15 @@ CRITERIA = ("agreement", "margin")
 
 def construct_sparse(target: nn.Module, inputs, *, agreement: float = 0.999, criterion: str = "agreement",
                      n: int = MAX_N, start: float = 4e-3, steps: int = 10, seed: int = 0,
-                     input_nonnegative: bool = False, feedback=True, progress: bool = True, log=None,
-                     **options) -> Ticket:
+                     input_nonnegative: bool = False, feedback=True, prune_silent: Optional[bool] = None,
+                     refine: bool = True, progress: bool = True, log=None, **options) -> Ticket:
     """A ticket keeping few coefficients (``fewest=True``, pools of ``n`` summands, error feedback unless
-    ``feedback=False``, with a given ``FeedbackCache`` if one is passed: see :func:`~equislt.construct.construct`)
+    ``feedback=False``, with a given ``FeedbackCache`` if one is passed, and then features silent on ``inputs``
+    pruned unless ``prune_silent=False``: see :func:`~equislt.construct.construct`)
     whose predictions agree with ``target``'s on at least ``agreement`` of ``inputs`` (``criterion="margin"``:
-    with a margin, :func:`margin_agreement`), with per-layer tolerances :func:`sparse_tolerances` at the coarsest level among
-    ``start·2^-k``, ``k < steps``, that agrees, found by bisection (see the module docstring).
+    with a margin, :func:`margin_agreement`), with per-layer tolerances :func:`sparse_tolerances` at the coarsest level
+    among ``start·2^-k``, ``k < steps``, that agrees, found by bisection, then (``refine``) each layer's tolerance
+    doubled while the ticket agrees with fewer coefficients (see the module docstring).
 
     Pass inputs the target was not trained on and as many as you can: they are both what is traced and what the
     agreement is measured on. Other keyword arguments go to :func:`~equislt.construct.construct`. Raises a
@@ -95,22 +102,29 @@ def construct_sparse(target: nn.Module, inputs, *, agreement: float = 0.999, cri
         raise ValueError(f"construct_sparse: need steps >= 1 and 0 < start < 1, got steps={steps}, start={start}")
     if feedback is True:  # one cache for every level: the second moments do not depend on it
         feedback = FeedbackCache()
+    if prune_silent is None:
+        prune_silent = feedback is not False
     common = dict(n=n, fewest=True, seed=seed, input_nonnegative=input_nonnegative, feedback=feedback,
-                  progress=progress, **options)
-    reference = construct(target, inputs, tol=SPARSE_REFERENCE_TOL, **common).certificate
+                  prune_silent=prune_silent, progress=progress, **options)
+    # the allocation's slopes come from solved residuals only (a silent feature's would swamp its layer's)
+    reference = construct(target, inputs, tol=SPARSE_REFERENCE_TOL, **{**common, "prune_silent": False}).certificate
     tried = {}
 
-    def attempt(k: float):
-        level = float(start) * 2.0 ** -k
-        ticket = construct(target, inputs, tol=sparse_tolerances(reference, level), **common)
+    def build(tols: Dict[str, float], what: str):
+        """``(ticket at tols, its agreement by the criterion)``, logged as ``what``."""
+        ticket = construct(target, inputs, tol=tols, **common)
         cert = ticket.certificate
         margin = margin_agreement(target, ticket.compiled, inputs) if criterion == "margin" else None
-        tried[k] = (ticket, cert.prediction_agreement if margin is None else margin)
         if log is not None:
-            log(f"construct_sparse: level {level:.2e}: agreement {cert.prediction_agreement:.4f}"
+            log(f"construct_sparse: {what}: agreement {cert.prediction_agreement:.4f}"
                 + ("" if margin is None else f" ({margin:.4f} with a margin)")
                 + f", kept {cert.kept_coefficients:,} "
                 f"({cert.kept_coefficients / max(cert.target_coefficients, 1):.2f}× the target)")
+        return ticket, cert.prediction_agreement if margin is None else margin
+
+    def attempt(k: float):
+        level = float(start) * 2.0 ** -k
+        tried[k] = build(sparse_tolerances(reference, level), f"level {level:.2e}")
         return tried[k][1] >= agreement
 
     low, high = 0, int(steps) - 1  # the smallest k that agrees (finer levels agree more), then k − 1/2
@@ -124,5 +138,19 @@ def construct_sparse(target: nn.Module, inputs, *, agreement: float = 0.999, cri
         raise ValueError(f"construct_sparse: even level {start * 2.0 ** -high:.2e} agrees on only "
                          f"{tried[high][1]:.4f} of the inputs (goal {agreement}); pass more steps")
     if high > 0 and attempt(high - 0.5):  # between the coarser level that fails and the one that agrees
-        return tried[high - 0.5][0]
-    return tried[high][0]
+        high -= 0.5
+    return _coarsened(tried[high][0], build, agreement) if refine else tried[high][0]
+
+
+def _coarsened(ticket: Ticket, build, agreement: float) -> Ticket:
+    """Layer by layer (the one keeping the most first), double the tolerance until ``build`` no longer reaches
+    ``agreement`` with fewer kept coefficients; keep the last doubling that did."""
+    tols = {layer.path: layer.tol for layer in ticket.certificate.layers}
+    for path in [layer.path for layer in sorted(ticket.certificate.layers, key=lambda layer: -layer.kept_coefficients)]:
+        while tols[path] < _COARSEST:
+            trial = {**tols, path: min(2 * tols[path], _COARSEST)}
+            candidate, reached = build(trial, f"{path} at tol {trial[path]:.2e}")
+            if reached < agreement or candidate.certificate.kept_coefficients >= ticket.certificate.kept_coefficients:
+                break
+            ticket, tols = candidate, trial
+    return ticket
