@@ -153,8 +153,8 @@ def plot(rows, path):
     ax.axhline(9.39, color="k", ls=":", label="Pensia et al. 2020 (9.39)")
     ax.axhline(3, color="C3", ls="--", label="goal (3)")
     ax.set_xticks([i + 0.2 for i in range(len(names))], names, rotation=20, ha="right", fontsize=7)
-    ax.set(ylabel="kept / target coefficients")
-    ax.legend(fontsize=7)
+    ax.set(ylabel="kept / target coefficients", ylim=(0, 15))
+    ax.legend(fontsize=7, loc="upper center", ncol=4)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
