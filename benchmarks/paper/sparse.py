@@ -93,18 +93,22 @@ def graph_targets(seed: int, epochs: int):
 
 
 @torch.no_grad()
+def _logits(model, inputs) -> torch.Tensor:
+    """``model(inputs)`` (``model(*inputs)`` for a tuple) as a tensor."""
+    out = model(*inputs) if isinstance(inputs, tuple) else model(inputs)
+    return getattr(out, "tensor", out)
+
+
+@torch.no_grad()
 def _agreement(target, ticket, inputs) -> float:
-    call = (lambda m: m(*inputs)) if isinstance(inputs, tuple) else (lambda m: m(inputs))
-    f, g = call(target), call(ticket.compiled)
-    f, g = getattr(f, "tensor", f), getattr(g, "tensor", g)
+    f, g = _logits(target, inputs), _logits(ticket.compiled, inputs)
     return float((f.argmax(1) == g.argmax(1)).float().mean())
 
 
 @torch.no_grad()
 def _smallest_margins(target, inputs, count: int = 4) -> list:
     """The ``count`` smallest gaps between the target's top two logits on ``inputs``, over its largest |logit|."""
-    f = target(*inputs) if isinstance(inputs, tuple) else target(inputs)
-    f = getattr(f, "tensor", f)
+    f = _logits(target, inputs)
     top = f.topk(2, dim=1).values
     return ((top[:, 0] - top[:, 1]) / f.abs().max()).sort().values[:count].tolist()
 
