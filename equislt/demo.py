@@ -88,9 +88,76 @@ def _images(config: DemoConfig):
     return sets[0], sets[1], "rotated digits (C4)"
 
 
-def run_demo(config: DemoConfig = DemoConfig(), log=print) -> dict:
-    from .models import save_model, steerable_cnn, train_classifier
+def _train_target(config: DemoConfig, train_loader, images, size: int, in_channels: int, device):
+    """``(target, logits on images, seconds)``: the C4-steerable target trained on ``train_loader``."""
+    from .models import steerable_cnn, train_classifier
 
+    start = time.perf_counter()
+    target = steerable_cnn("c4", channels=config.target_channels, input_size=size, in_channels=in_channels)
+    train_classifier(target.to(device), train_loader, epochs=config.target_epochs, lr=config.target_lr,
+                     progress=config.progress, device=device)
+    return target, _predict(target, images, device), time.perf_counter() - start
+
+
+def _find_ticket(config: DemoConfig, target, train_loader, images, size: int, in_channels: int, device):
+    """``(ticket or None, network, certificate or None, kept, total)``: the constructed ticket (its compact
+    network) or the searched supermask network (saved as a ticket later, with its accuracy)."""
+    if config.method == "construct":
+        from .construct import construct
+
+        ticket = construct(target, images, tol=config.tol, seed=config.seed, input_nonnegative=True,
+                           device=device, progress=config.progress)
+        certificate = ticket.certificate
+        return ticket, ticket.compiled, certificate, certificate.kept_coefficients, certificate.random_coefficients
+    from . import nn as slt_nn
+    from .masks import count_masks
+    from .models import steerable_cnn
+    from .search import train_scores
+
+    network = steerable_cnn("c4", channels=config.ticket_channels, input_size=size, in_channels=in_channels)
+    slt_nn.supermask(network, sparsity=config.sparsity, seed=config.seed)
+    train_scores(network.to(device), train_loader, epochs=config.search_epochs, lr=config.search_lr,
+                 optimizer="adam", progress=config.progress)
+    network.cpu()
+    counts = count_masks(slt_nn.masks_of(network))
+    return None, network, None, counts.kept, counts.total
+
+
+def _log_ticket(log, certificate, ticket_acc: float, agreement: float, max_error: float,
+                error: dict, kept: int, total: int, seconds: float) -> None:
+    """The ticket's lines of the demo's report."""
+    how = "pruned by Subset-Sum" if certificate is not None else "supermask search"
+    log(f"ticket  random C4 network, {how}: held-out accuracy {ticket_acc:.4f}, agreement with the target "
+        f"{agreement:.4f}, max |logit error| {max_error:.2e} ({seconds:.0f} s, no weight trained)")
+    log(f"ticket  kept {kept}/{total} random coefficients (sparsity {1 - kept / total:.3f})"
+        + (f"; the target has {certificate.target_coefficients}; any network that can be pruned to every "
+           f"such target needs >= {certificate.lower_bound:.0f} (Pensia/Ferbach lower bound)"
+           if certificate is not None else ""))
+    if certificate is not None:
+        bound = certificate.bound
+        log(f"ticket  certified sup error over ||x|| <= {certificate.input_radius:.2f}: "
+            + (f"{bound:.3g}" if bound is not None else f"unavailable ({certificate.bound_note})"))
+    log(f"ticket  equivariance error under 90° rotations: train mode {error['train']:.1e}, "
+        f"eval mode {error['eval']:.1e}")
+
+
+def _save(config: DemoConfig, out: Path, target, ticket, network, result: dict, images, log) -> None:
+    """The target, the ticket (a searched one made a ticket here) and ``result.json`` in ``out``."""
+    from .models import save_model
+
+    out.mkdir(parents=True, exist_ok=True)
+    save_model(target, out / "target.pt")
+    if ticket is None:
+        from .search import search_ticket
+
+        ticket = search_ticket(network, config.seed, "signed_constant",
+                               metadata={"test_accuracy": result["ticket_accuracy"]}, probe=(images[:2],))
+    ticket.save(out / "ticket.pt")
+    (out / "result.json").write_text(json.dumps(result, indent=2))
+    log(f"saved target.pt, the ticket (seed {config.seed} + masks) and result.json to {out}/")
+
+
+def run_demo(config: DemoConfig = DemoConfig(), log=print) -> dict:
     if config.method not in ("construct", "search"):
         raise ValueError(f"demo: method must be 'construct' or 'search', got {config.method!r}")
     device = resolve_device(config.device, "demo: device")
@@ -104,58 +171,25 @@ def run_demo(config: DemoConfig = DemoConfig(), log=print) -> dict:
     log(f"{source}: {len(train_set)} train / {len(test_set)} held-out images, "
         f"{tuple(images.shape[1:])}")
 
-    start = time.perf_counter()
-    target = steerable_cnn("c4", channels=config.target_channels, input_size=size, in_channels=in_channels)
-    train_classifier(target.to(device), train_loader, epochs=config.target_epochs, lr=config.target_lr,
-                     progress=config.progress, device=device)
-    target_logits = _predict(target, images, device)
+    target, target_logits, target_seconds = _train_target(config, train_loader, images, size, in_channels, device)
     target_acc = float((target_logits.argmax(1) == labels).float().mean())
-    seconds = {"target": time.perf_counter() - start}
+    seconds = {"target": target_seconds}
     log(f"target  C4-CNN {tuple(config.target_channels)}: held-out accuracy {target_acc:.4f} "
         f"({sum(p.numel() for p in target.parameters())} trained parameters, {seconds['target']:.0f} s)")
 
     start = time.perf_counter()
     result = {"config": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()}}
-    if config.method == "construct":
-        from .construct import construct
-
-        ticket = construct(target, images, tol=config.tol, seed=config.seed, input_nonnegative=True,
-                           device=device, progress=config.progress)
-        network, certificate = ticket.compiled, ticket.certificate
+    ticket, network, certificate, kept, total = _find_ticket(config, target, train_loader, images, size,
+                                                             in_channels, device)
+    if certificate is not None:
         result["certificate"] = certificate.as_dict()
-        kept, total = certificate.kept_coefficients, certificate.random_coefficients
-    else:
-        from . import nn as slt_nn
-        from .masks import count_masks
-        from .search import train_scores
-
-        network = steerable_cnn("c4", channels=config.ticket_channels, input_size=size, in_channels=in_channels)
-        slt_nn.supermask(network, sparsity=config.sparsity, seed=config.seed)
-        train_scores(network.to(device), train_loader, epochs=config.search_epochs, lr=config.search_lr,
-                     optimizer="adam", progress=config.progress)
-        network.cpu()
-        counts = count_masks(slt_nn.masks_of(network))
-        kept, total = counts.kept, counts.total
     seconds["ticket"] = time.perf_counter() - start
     ticket_logits = _predict(network, images, device)
     ticket_acc = float((ticket_logits.argmax(1) == labels).float().mean())
     agreement = float((ticket_logits.argmax(1) == target_logits.argmax(1)).float().mean())
     max_error = float((ticket_logits - target_logits).abs().max())
     error = _rotation_error(network, images[:64])
-    how = "pruned by Subset-Sum" if config.method == "construct" else "supermask search"
-    log(f"ticket  random C4 network, {how}: held-out accuracy {ticket_acc:.4f}, agreement with the target "
-        f"{agreement:.4f}, max |logit error| {max_error:.2e} ({seconds['ticket']:.0f} s, no weight trained)")
-    log(f"ticket  kept {kept}/{total} random coefficients (sparsity {1 - kept / total:.3f})"
-        + (f"; the target has {certificate.target_coefficients}; any network that can be pruned to every "
-           f"such target needs >= {certificate.lower_bound:.0f} (Pensia/Ferbach lower bound)"
-           if config.method == "construct" else ""))
-    if config.method == "construct":
-        bound = certificate.bound
-        log(f"ticket  certified sup error over ||x|| <= {certificate.input_radius:.2f}: "
-            + (f"{bound:.3g}" if bound is not None else f"unavailable ({certificate.bound_note})"))
-    log(f"ticket  equivariance error under 90° rotations: train mode {error['train']:.1e}, "
-        f"eval mode {error['eval']:.1e}")
-
+    _log_ticket(log, certificate, ticket_acc, agreement, max_error, error, kept, total, seconds["ticket"])
     result.update({
         "method": config.method,
         "target_accuracy": target_acc,
@@ -170,15 +204,5 @@ def run_demo(config: DemoConfig = DemoConfig(), log=print) -> dict:
         "seconds": seconds,
     })
     if config.out:
-        out = Path(config.out)
-        out.mkdir(parents=True, exist_ok=True)
-        save_model(target, out / "target.pt")
-        if config.method == "search":
-            from .search import search_ticket
-
-            ticket = search_ticket(network, config.seed, "signed_constant", metadata={"test_accuracy": ticket_acc},
-                                   probe=(images[:2],))
-        ticket.save(out / "ticket.pt")
-        (out / "result.json").write_text(json.dumps(result, indent=2))
-        log(f"saved target.pt, the ticket (seed {config.seed} + masks) and result.json to {out}/")
+        _save(config, Path(config.out), target, ticket, network, result, images, log)
     return result
