@@ -12,7 +12,10 @@ settings and seeds: C4 and D4 steerable CNNs (8, 16) and an MLP 289-64-10 on rot
 on atlas triangle counting; every input is non-negative), constructs the closest-subset ticket (the family
 scripts' default, tol 1e-5) and the sparse one, and reports kept / target for both with the agreement on held-out
 inputs the selection never saw: for images, fresh continuous rotations of the test digits (4 per digit); for
-graphs, the test split. Writes ``results/sparse.json`` and ``results/sparse.png``.
+graphs, the test split. The selection inputs come from the targets' training data (the training digits at
+continuous rotations, the targets having seen them at multiples of 90°; the training graphs): ``construct_sparse``
+advises inputs the target was not trained on, but the training set is the largest there is, and the held-out
+agreement says what the selection's is worth. Writes ``results/sparse.json`` and ``results/sparse.png``.
 
     python benchmarks/paper/sparse.py [--seeds 0 1 2] [--n 32] [--agreement 0.999] [--no-feedback] [--keep-silent]
         [--no-refine]
