@@ -336,10 +336,15 @@ def paper_width_table() -> str:
                 cells.append("–")
                 continue
             cell, best = max(mine.items(), key=lambda kv: kv[1]["mean"])
-            cells.append(f"{_pm(best)} ({cell.split('/')[1]})")
-        match = s["smallest_matching_width"]
-        rows.append(f"| {s['name']} | {_pm(s['target_accuracy'])} | " + " | ".join(cells)
-                    + f" | {f'{match}×' if match else 'none up to 4×'} |")
+            seeds = len(s["settings"]["seeds"])
+            partial = f"; {best['n']} of {seeds} seeds" if best["n"] < seeds else ""
+            cells.append(f"{_pm(best)} ({cell.split('/')[1]}{partial})")
+        match, searches = s["smallest_matching_width"], s.get("searches")  # (no count: a complete grid)
+        if searches and searches["done"] < searches["planned"]:
+            verdict = f"grid incomplete ({searches['done']} of {searches['planned']} searches)"
+        else:
+            verdict = f"{match}×" if match else f"none up to {max(widths)}×"
+        rows.append(f"| {s['name']} | {_pm(s['target_accuracy'])} | " + " | ".join(cells) + f" | {verdict} |")
     settings = next(iter(families.values()))["settings"]
     return (f"Search width study (`benchmarks/paper/width.py`, run family by family; {len(settings['seeds'])} seeds, "
             f"sparsities {', '.join(str(x) for x in settings['sparsities'])}, Adam lr {settings['lr']}, "

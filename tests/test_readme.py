@@ -4,6 +4,7 @@ import shlex
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -196,6 +197,41 @@ def test_the_search_width_reading_in_the_readme_is_that_of_the_committed_json():
     assert round(summary["ign"]["target_accuracy"]["mean"], 2) == 0.60
     for run in data["runs"]:  # every cell: 3 seeds, the settings the README states
         assert run["lr"] == 0.01 and run["epochs"] == (30 if run["family"] in ("c4", "d4") else 60)
+
+
+def test_width_study_merges_seeds_run_apart_and_reports_an_incomplete_grid(tmp_path, monkeypatch):
+    """width.py --merge adds only the searches and targets it lacks; a family with fewer searches than planned has
+    no smallest matching width, and the README table says how far its grid is (and each cell's seed count)."""
+    import json
+
+    monkeypatch.syspath_prepend(str(README.parent / "benchmarks" / "paper"))
+    import width
+
+    def run(seed, sparsity, accuracy):
+        return {"family": "d4", "width": 4, "sparsity": sparsity, "seed": seed, "epochs": 30, "lr": 0.01,
+                "test_accuracy": accuracy}
+
+    rows, targets = [run(0, 0.3, 0.95)], [{"family": "d4", "seed": 0, "test_accuracy": 0.96}]
+    other = tmp_path / "width.json"
+    other.write_text(json.dumps({"summary": {"d4": {"settings": {"threads": 1}}},
+                                 "runs": [run(0, 0.3, 0.5), run(1, 0.3, 0.94)],
+                                 "targets": [{"family": "d4", "seed": 1, "test_accuracy": 0.95}]}))
+    assert width.merge(other, rows, targets) == {"d4": {"threads": 1}}
+    assert [r["test_accuracy"] for r in rows] == [0.95, 0.94] and [t["seed"] for t in targets] == [0, 1]
+    (tmp_path / "broken.json").write_text("{}")
+    with pytest.raises(SystemExit, match="broken.json"):
+        width.merge(tmp_path / "broken.json", rows, targets)
+
+    target = {"n": 2, "mean": 0.955, "std": 0.007, "min": 0.95, "max": 0.96}
+    assert width.summarise("d4", rows, target, planned=2)["smallest_matching_width"] == 4
+    partial = width.summarise("d4", rows[:1], target, planned=2)
+    assert partial["smallest_matching_width"] is None and partial["searches"] == {"done": 1, "planned": 2}
+
+    report = _report_module()
+    partial["settings"] = {"seeds": [0, 1], "sparsities": [0.3], "lr": 0.01}
+    monkeypatch.setattr(report, "_load", lambda name, folder=None: {"summary": {"d4": partial}})
+    table = report.paper_width_table()
+    assert "| 0.950 (0.3; 1 of 2 seeds) | grid incomplete (1 of 2 searches) |" in table
 
 
 def test_the_search_gap_reading_in_the_readme_is_that_of_the_committed_json():

@@ -7,15 +7,20 @@ sparsities 0.3, 0.5 and 0.7 (Adam, ``--lr``, ``--epochs``), each for every seed.
 (width, sparsity), mean ± std over seeds, its per-epoch curve, and the smallest width whose best sparsity matches
 the target within one point. Writes ``results/width.json`` and ``results/width.png`` after every search, keeping
 the families of an earlier run; a rerun with the same settings skips what is done (the whole grid takes hours on
-2 cores: run it family by family, and resume an interrupted one by running the same command again).
+2 cores: run it family by family, and resume an interrupted one by running the same command again). Seeds can
+also run in parallel, each in its own checkout or on its own machine (``--seeds 1``), and be merged afterwards
+with ``--merge`` (which searches nothing). A family whose grid is not complete yet is summarised as such: its
+``searches`` say how many of the planned ones are done, and it has no smallest matching width.
 
     python benchmarks/paper/width.py [--families c4 d4 gin gcn ign] [--widths 1 2 4] [--seeds 0 1 2]
+    python benchmarks/paper/width.py --merge other/width.json [...]
 """
 from __future__ import annotations
 
 import argparse
 import json
 import time
+from pathlib import Path
 
 import torch
 
@@ -106,17 +111,42 @@ def search(key: str, width: int, sparsity: float, epochs: int, lr: float, seed: 
     return row
 
 
-def summarise(key: str, rows, targets) -> dict:
-    target = stats(targets)
+def summarise(key: str, rows, target: dict, planned: int) -> dict:
+    """Per (width, sparsity) cell: held-out accuracy over seeds; the smallest width whose best cell is within one
+    point of the target's mean (``target``: :func:`stats` over seeds), once all ``planned`` searches are done."""
     cells = {}
     for width in sorted({r["width"] for r in rows}):
         for sparsity in sorted({r["sparsity"] for r in rows}):
             mine = [r["test_accuracy"] for r in rows if r["width"] == width and r["sparsity"] == sparsity]
             if mine:
                 cells[f"{width}x/{sparsity}"] = stats(mine)
-    matching = [int(cell.split("x")[0]) for cell, s in cells.items() if s["mean"] >= target["mean"] - 0.01]
+    matching = [int(cell.split("x")[0]) for cell, s in cells.items()
+                if target.get("n") and s["mean"] >= target["mean"] - 0.01]
+    complete = len(rows) >= planned
     return {"name": FAMILIES[key]["name"], "target_accuracy": target, "cells": cells,
-            "smallest_matching_width": min(matching) if matching else None}
+            "searches": {"done": len(rows), "planned": planned},
+            "smallest_matching_width": min(matching) if matching and complete else None}
+
+
+def merge(path: Path, rows: list, targets: list) -> dict:
+    """Add the searches and targets of another ``width.json`` that ``rows`` and ``targets`` lack (a search is
+    identified by family, width, sparsity, seed, epochs and lr; a target by family and seed); returns
+    ``{family: the settings it was run with}`` for the families it holds."""
+    try:
+        other = json.loads(path.read_text())
+        runs, trained = other["runs"], other["targets"]
+        settings = {r["family"]: other["summary"][r["family"]]["settings"] for r in runs}
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise SystemExit(f"width.py --merge {path}: not a width.json of this script ({error!r})")
+    have = {_identity(r) for r in rows}
+    rows += [r for r in runs if _identity(r) not in have]
+    seeds = {(t["family"], t["seed"]) for t in targets}
+    targets += [t for t in trained if (t["family"], t["seed"]) not in seeds]
+    return settings
+
+
+def _identity(row: dict) -> tuple:
+    return tuple(row[k] for k in ("family", "width", "sparsity", "seed", "epochs", "lr"))
 
 
 def plot(summary: dict, path):
@@ -151,6 +181,9 @@ def main():
                         help="start over: drop every family and run of an earlier results/width.json")
     run_arguments(parser)
     parser.add_argument("--plot-only", action="store_true", help="redraw the PNG from results/width.json")
+    parser.add_argument("--merge", nargs="+", default=[], metavar="WIDTH_JSON",
+                        help="add the searches and targets of other width.json files (seeds run elsewhere) to "
+                             "results/width.json and summarise their families; searches nothing")
     args = parser.parse_args()
     path = RESULTS / "width.json"
     if args.plot_only:
@@ -166,15 +199,28 @@ def main():
     def same(row, key, epochs):
         return row["family"] == key and row["epochs"] == epochs and row["lr"] == args.lr
 
-    def save(key, epochs):
+    def save(key, epochs, settings=None):
+        """Summarise ``key``'s searches with ``epochs`` (and ``args.lr``) over the planned grid; write JSON and PNG."""
         mine = [r for r in rows if same(r, key, epochs)]
-        summary[key] = summarise(key, mine, [t["test_accuracy"] for t in targets if t["family"] == key])
-        summary[key]["settings"] = {**vars(args), "families": [key], "epochs": epochs}
+        planned = len(args.widths) * len(args.sparsities) * len(args.seeds)
+        accuracies = [t["test_accuracy"] for t in targets if t["family"] == key]
+        # (files written before the targets' accuracies were stored keep their summary of them)
+        target = stats(accuracies) if accuracies else summary.get(key, {}).get("target_accuracy", stats([]))
+        summary[key] = summarise(key, mine, target, planned)
+        summary[key]["settings"] = {**(settings or vars(args)), "families": [key], "epochs": epochs,
+                                    "seeds": args.seeds}
         RESULTS.mkdir(parents=True, exist_ok=True)
         plot(summary, RESULTS / "width.png")
         write_json("width", {"settings": vars(args), "summary": summary, "runs": rows, "targets": targets},
                    clock.start)
 
+    if args.merge:  # the settings of the merged searches (threads included), over the planned seeds
+        merged = {}
+        for other in args.merge:
+            merged.update(merge(Path(other), rows, targets))
+        for key in sorted(set(merged) & set(args.families)):
+            save(key, args.epochs or FAMILIES[key]["epochs"], merged[key])
+        return
     for key in args.families:
         epochs = args.epochs or FAMILIES[key]["epochs"]
         rows[:] = [r for r in rows if r["family"] != key or same(r, key, epochs)]  # other settings: replaced
