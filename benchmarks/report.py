@@ -329,6 +329,11 @@ def paper_width_table() -> str:
     rows = ["| family | trained target (1×) | " + " | ".join(f"{w}× (best sparsity)" for w in widths)
             + " | smallest width within one point |", "|---" * (len(widths) + 3) + "|"]
     for s in families.values():
+        seeds = len(s["settings"]["seeds"])
+
+        def partial(stat):  # a grid still running: how many seeds a number is over
+            return f"{stat['n']} of {seeds} seeds" if stat["n"] < seeds else ""
+
         cells = []
         for w in widths:
             mine = {cell: v for cell, v in s["cells"].items() if int(cell.split("x")[0]) == w}
@@ -336,15 +341,15 @@ def paper_width_table() -> str:
                 cells.append("–")
                 continue
             cell, best = max(mine.items(), key=lambda kv: kv[1]["mean"])
-            seeds = len(s["settings"]["seeds"])
-            partial = f"; {best['n']} of {seeds} seeds" if best["n"] < seeds else ""
-            cells.append(f"{_pm(best)} ({cell.split('/')[1]}{partial})")
+            cells.append(f"{_pm(best)} ({'; '.join(filter(None, [cell.split('/')[1], partial(best)]))})")
         match, searches = s["smallest_matching_width"], s.get("searches")  # (no count: a complete grid)
         if searches and searches["done"] < searches["planned"]:
             verdict = f"grid incomplete ({searches['done']} of {searches['planned']} searches)"
         else:
             verdict = f"{match}×" if match else f"none up to {max(widths)}×"
-        rows.append(f"| {s['name']} | {_pm(s['target_accuracy'])} | " + " | ".join(cells) + f" | {verdict} |")
+        target = " ".join(filter(None, [_pm(s["target_accuracy"]), partial(s["target_accuracy"]) and
+                                        f"({partial(s['target_accuracy'])})"]))
+        rows.append(f"| {s['name']} | {target} | " + " | ".join(cells) + f" | {verdict} |")
     settings = next(iter(families.values()))["settings"]
     return (f"Search width study (`benchmarks/paper/width.py`, run family by family; {len(settings['seeds'])} seeds, "
             f"sparsities {', '.join(str(x) for x in settings['sparsities'])}, Adam lr {settings['lr']}, "

@@ -224,14 +224,15 @@ def test_width_study_merges_seeds_run_apart_and_reports_an_incomplete_grid(tmp_p
 
     target = {"n": 2, "mean": 0.955, "std": 0.007, "min": 0.95, "max": 0.96}
     assert width.summarise("d4", rows, target, planned=2)["smallest_matching_width"] == 4
-    partial = width.summarise("d4", rows[:1], target, planned=2)
-    assert partial["smallest_matching_width"] is None and partial["searches"] == {"done": 1, "planned": 2}
+    partial = width.summarise("d4", rows[:1], target, planned=3)
+    assert partial["smallest_matching_width"] is None and partial["searches"] == {"done": 1, "planned": 3}
 
     report = _report_module()
-    partial["settings"] = {"seeds": [0, 1], "sparsities": [0.3], "lr": 0.01}
+    partial["settings"] = {"seeds": [0, 1, 2], "sparsities": [0.3], "lr": 0.01}
     monkeypatch.setattr(report, "_load", lambda name, folder=None: {"summary": {"d4": partial}})
     table = report.paper_width_table()
-    assert "| 0.950 (0.3; 1 of 2 seeds) | grid incomplete (1 of 2 searches) |" in table
+    assert ("| 0.955 ± 0.007 (2 of 3 seeds) | 0.950 (0.3; 1 of 3 seeds) | grid incomplete (1 of 3 searches) |"
+            in table)
 
 
 def test_the_search_gap_reading_in_the_readme_is_that_of_the_committed_json():

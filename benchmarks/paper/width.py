@@ -161,8 +161,10 @@ def plot(summary: dict, path):
                         marker="o", capsize=3, label=f"sparsity {sparsity}")
         ax.axhline(s["target_accuracy"]["mean"], color="k", ls="--", label="trained target (1×)")
         widths = sorted({int(cell.split("x")[0]) for cell in s["cells"]})
+        searches = s.get("searches", {})
+        incomplete = searches and searches["done"] < searches["planned"]
         ax.set(xscale="log", xlabel="width of the random network (× target)", ylabel="held-out accuracy",
-               title=s["name"])
+               title=s["name"] + (f" ({searches['done']} of {searches['planned']} searches)" if incomplete else ""))
         ax.set_xticks(widths, [f"{w}×" for w in widths])
         ax.minorticks_off()
         ax.legend(fontsize=7)
