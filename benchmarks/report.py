@@ -347,8 +347,9 @@ def paper_width_table() -> str:
             verdict = f"grid incomplete ({searches['done']} of {searches['planned']} searches)"
         else:
             verdict = f"{match}×" if match else f"none up to {max(widths)}×"
-        target = " ".join(filter(None, [_pm(s["target_accuracy"]), partial(s["target_accuracy"]) and
-                                        f"({partial(s['target_accuracy'])})"]))
+        target = _pm(s["target_accuracy"])
+        if partial(s["target_accuracy"]):
+            target += f" ({partial(s['target_accuracy'])})"
         rows.append(f"| {s['name']} | {target} | " + " | ".join(cells) + f" | {verdict} |")
     settings = next(iter(families.values()))["settings"]
     return (f"Search width study (`benchmarks/paper/width.py`, run family by family; {len(settings['seeds'])} seeds, "
