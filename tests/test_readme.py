@@ -171,8 +171,8 @@ def test_the_sparse_tickets_in_the_readme_are_those_of_the_committed_json():
 
 
 def test_the_search_width_reading_in_the_readme_is_that_of_the_committed_json():
-    """width.py: the C4 CNN and GCN match at 4x and 1x; GIN and the 2-IGN do not up to 4x; GIN's best is the same at
-    2x and 4x. The search defaults are the study's settings."""
+    """width.py: the C4 and D4 CNNs and GCN match at 4x, 4x and 1x (D4 above each seed's own target); GIN and the
+    2-IGN do not up to 4x; GIN's best is the same at 2x and 4x. The search defaults are the study's settings."""
     from equislt.search import SearchConfig
 
     import json
@@ -186,6 +186,14 @@ def test_the_search_width_reading_in_the_readme_is_that_of_the_committed_json():
     assert summary["c4"]["smallest_matching_width"] == 4 and round(summary["c4"]["target_accuracy"]["mean"], 3) == 0.947
     assert [round(best("c4", w), 3) for w in (1, 2, 4)] == [0.764, 0.883, 0.956]
     assert round(summary["c4"]["cells"]["4x/0.5"]["mean"], 3) == 0.954
+    d4 = summary["d4"]
+    assert d4["smallest_matching_width"] == 4 and d4["searches"] == {"done": 27, "planned": 27}
+    assert [round(best("d4", w), 3) for w in (1, 2, 4)] == [0.749, 0.893, 0.947]
+    assert round(d4["cells"]["4x/0.3"]["mean"], 3) == 0.947 and round(d4["target_accuracy"]["mean"], 3) == 0.918
+    d4_targets = {t["seed"]: t["test_accuracy"] for t in data["targets"] if t["family"] == "d4"}
+    assert [round(d4_targets[seed], 3) for seed in (0, 1, 2)] == [0.947, 0.929, 0.878]
+    assert all(run["test_accuracy"] > d4_targets[run["seed"]] for run in data["runs"]
+               if (run["family"], run["width"], run["sparsity"]) == ("d4", 4, 0.3))
     defaults = SearchConfig()
     assert (defaults.epochs, defaults.lr, defaults.optimizer, defaults.cosine, defaults.sparsity) == (
         30, 0.01, "adam", True, 0.5)

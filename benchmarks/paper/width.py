@@ -210,7 +210,7 @@ def main():
         target = stats(accuracies) if accuracies else summary.get(key, {}).get("target_accuracy", stats([]))
         summary[key] = summarise(key, mine, target, planned)
         summary[key]["settings"] = {**(settings or vars(args)), "families": [key], "epochs": epochs,
-                                    "seeds": args.seeds}
+                                    "widths": args.widths, "sparsities": args.sparsities, "seeds": args.seeds}
         RESULTS.mkdir(parents=True, exist_ok=True)
         plot(summary, RESULTS / "width.png")
         write_json("width", {"settings": vars(args), "summary": summary, "runs": rows, "targets": targets},
