@@ -203,6 +203,11 @@ def test_the_search_width_reading_in_the_readme_is_that_of_the_committed_json():
     assert round(summary["gin"]["target_accuracy"]["mean"], 3) == 0.608
     assert [round(best("ign", w), 2) for w in (1, 2, 4)] == [0.33, 0.37, 0.38]
     assert round(summary["ign"]["target_accuracy"]["mean"], 2) == 0.60
+    for family in summary.values():  # the planned grid, also for a family merged from partial runs
+        settings = family["settings"]
+        grid = (settings["widths"], settings["sparsities"], settings["seeds"])
+        assert grid == ([1, 2, 4], [0.3, 0.5, 0.7], [0, 1, 2])
+        assert family["searches"] == {"done": 27, "planned": 27}
     for run in data["runs"]:  # every cell: 3 seeds, the settings the README states
         assert run["lr"] == 0.01 and run["epochs"] == (30 if run["family"] in ("c4", "d4") else 60)
 
